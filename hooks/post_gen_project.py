@@ -1,0 +1,76 @@
+"""Keep only the files the answers chose, then print the next steps.
+
+Standard library only, offline, no subprocess. Running it twice changes nothing.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+# r'''...''' on purpose (see pre_gen_project.py); the formatter must not swap the quotes.
+# fmt: off
+SLUG = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
+PROBLEM_TYPE = json.loads(r'''{{ cookiecutter.problem_type | tojson }}''')
+LICENSE = json.loads(r'''{{ cookiecutter.license | tojson }}''')
+INCLUDE_GITHUB_ACTIONS = json.loads(r'''{{ cookiecutter.include_github_actions | tojson }}''')
+# fmt: on
+
+SAMPLE_DATA = {
+    "classification": "the wine data set (3 cultivars from 13 chemical measurements)",
+    "regression": "the diabetes data set (disease progression from 10 measurements)",
+}
+
+
+def is_true(answer: object) -> bool:
+    """A boolean answer may arrive as a bool or, from some callers, as text."""
+    if isinstance(answer, str):
+        return answer.strip().lower() in {"1", "true", "t", "yes", "y", "on"}
+    return bool(answer)
+
+
+def apply_problem_type(root: Path, problem_type: str) -> None:
+    """Copy ``_options/<problem_type>/`` over the project, then drop every option."""
+    options = root / "_options"
+    chosen = options / problem_type
+    if chosen.is_dir():
+        shutil.copytree(chosen, root, dirs_exist_ok=True)
+    shutil.rmtree(options, ignore_errors=True)
+
+
+def apply_license(root: Path, license_id: str) -> None:
+    """Move ``_licenses/<license_id>`` to ``LICENSE``; Proprietary has no licence file."""
+    licenses = root / "_licenses"
+    chosen = licenses / license_id
+    if chosen.is_file():
+        shutil.move(chosen, root / "LICENSE")
+    shutil.rmtree(licenses, ignore_errors=True)
+
+
+def apply_github_actions(root: Path, include: bool) -> None:
+    if not include:
+        shutil.rmtree(root / ".github", ignore_errors=True)
+
+
+def next_steps() -> str:
+    return "\n".join(
+        [
+            f"Created {SLUG}/ for a {PROBLEM_TYPE} problem. Next steps:",
+            f"  cd {SLUG}",
+            "  make setup      # create the virtual environment and install",
+            "  make pipeline   # collect, EDA, train and evaluate on the sample data",
+            f"The sample data is {SAMPLE_DATA.get(PROBLEM_TYPE, 'bundled with the project')}.",
+            "To use your own data, edit configs/problem.yaml.",
+        ]
+    )
+
+
+def main() -> None:
+    root = Path.cwd()
+    apply_problem_type(root, PROBLEM_TYPE)
+    apply_license(root, LICENSE)
+    apply_github_actions(root, is_true(INCLUDE_GITHUB_ACTIONS))
+    print(next_steps())
+
+
+if __name__ == "__main__":
+    main()
