@@ -1,0 +1,163 @@
+"""The problem type of this project, classification: sample data, control, treatment, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from sklearn.datasets import load_wine
+from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
+
+PROBLEM_TYPE = "classification"
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    labels: list[str | int] | None = None
+
+
+def _load_wine() -> pd.DataFrame:
+    bunch = load_wine(as_frame=True)
+    frame = bunch.frame.drop(columns="target")
+    frame["cultivar"] = bunch.target_names[bunch.target]
+    return frame
+
+
+SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {"wine": _load_wine}
+
+CANDIDATES = {
+    "logistic_regression": LogisticRegression,
+    "random_forest": RandomForestClassifier,
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+}
+BASELINE_STRATEGIES = ("most_frequent", "prior", "stratified", "uniform")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a model says about a set of rows."""
+
+    values: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Metric:
+    greater_is_better: bool
+    scorer: str  # scikit-learn scorer name, used in cross-validation
+    compute: Callable[[np.ndarray, Predictions], float]
+
+
+def _roc_auc(y: np.ndarray, p: Predictions) -> float:
+    if len(np.unique(y)) < 2:
+        return float("nan")  # undefined when the sample holds one class
+    if len(p.classes) == 2:
+        return float(roc_auc_score(y, p.proba[:, 1]))
+    return float(roc_auc_score(y, p.proba, multi_class="ovr", labels=p.classes))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(True, "accuracy", lambda y, p: float(accuracy_score(y, p.values))),
+    "balanced_accuracy": Metric(
+        True, "balanced_accuracy", lambda y, p: float(balanced_accuracy_score(y, p.values))
+    ),
+    "f1_macro": Metric(
+        True, "f1_macro", lambda y, p: float(f1_score(y, p.values, average="macro"))
+    ),
+    "log_loss": Metric(
+        False, "neg_log_loss", lambda y, p: float(log_loss(y, p.proba, labels=p.classes))
+    ),
+    "roc_auc": Metric(True, "roc_auc_ovr", _roc_auc),
+}
+
+
+def make_baseline(strategy: str, seed: int) -> DummyClassifier:
+    """The control group: a model that ignores the features."""
+    return DummyClassifier(strategy=strategy, random_state=seed)
+
+
+def make_candidate(name: str, params: dict, seed: int):
+    estimator = CANDIDATES[name]()
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    return estimator.set_params(**params)
+
+
+def strata(y: pd.Series) -> pd.Series:
+    """Stratify the split on the label itself, so rare classes reach the test set."""
+    return y
+
+
+def cv_splitter(folds: int, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def predict(model, X: pd.DataFrame) -> Predictions:
+    proba = model.predict_proba(X)
+    classes = model.classes_
+    return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+
+def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
+    return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
+
+
+def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
+    return Predictions(predictions.values[index], predictions.proba[index], predictions.classes)
+
+
+def target_column(spec: TargetSpec):
+    """The label's contract as a pandera column: at least two classes, within the label set."""
+    import pandera.pandas as pa
+
+    checks = [pa.Check(lambda s: s.nunique() >= 2, name="at_least_two_classes")]
+    if spec.labels is not None:
+        checks.append(pa.Check.isin(spec.labels))
+    return pa.Column(nullable=True, checks=checks)
+
+
+def prediction_reference(predictions: Predictions) -> dict:
+    """Class shares on the training data, for prediction-drift checks."""
+    shares = pd.Series(predictions.values).value_counts(normalize=True)
+    return {"kind": "class_shares", "shares": {str(k): float(v) for k, v in shares.items()}}
+
+
+def plot_target(ax, y: pd.Series) -> None:
+    y.astype(str).value_counts().sort_index().plot.bar(ax=ax, color="tab:blue")
+    ax.set_ylabel("rows")
+
+
+def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(
+        y, predictions.values, labels=predictions.classes, ax=ax, colorbar=False
+    )
+    ax.set_title("Candidate on the test set")
+    fig.tight_layout()
+    path = out_dir / "confusion_matrix.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

@@ -1,0 +1,159 @@
+"""The problem type of this project, regression: sample data, control, treatment, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from sklearn.datasets import load_diabetes
+from sklearn.dummy import DummyRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import Ridge
+from sklearn.metrics import (
+    PredictionErrorDisplay,
+    mean_absolute_error,
+    r2_score,
+    root_mean_squared_error,
+)
+
+PROBLEM_TYPE = "regression"
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+
+
+def _load_diabetes() -> pd.DataFrame:
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    return frame.rename(columns={"target": "progression"})
+
+
+SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {"diabetes": _load_diabetes}
+
+CANDIDATES = {
+    "ridge": Ridge,
+    "random_forest": RandomForestRegressor,
+    "hist_gradient_boosting": HistGradientBoostingRegressor,
+}
+BASELINE_STRATEGIES = ("mean", "median")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a model says about a set of rows."""
+
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Metric:
+    greater_is_better: bool
+    scorer: str  # scikit-learn scorer name, used in cross-validation
+    compute: Callable[[np.ndarray, Predictions], float]
+
+
+METRICS: dict[str, Metric] = {
+    "mae": Metric(
+        False, "neg_mean_absolute_error", lambda y, p: float(mean_absolute_error(y, p.values))
+    ),
+    "rmse": Metric(
+        False,
+        "neg_root_mean_squared_error",
+        lambda y, p: float(root_mean_squared_error(y, p.values)),
+    ),
+    "r2": Metric(True, "r2", lambda y, p: float(r2_score(y, p.values))),
+}
+
+
+def make_baseline(strategy: str, seed: int) -> DummyRegressor:
+    """The control group: a model that ignores the features."""
+    return DummyRegressor(strategy=strategy)
+
+
+def make_candidate(name: str, params: dict, seed: int):
+    estimator = CANDIDATES[name]()
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    return estimator.set_params(**params)
+
+
+def strata(y: pd.Series) -> pd.Series:
+    """Stratify the split on target quintiles, so both sets cover the whole range."""
+    return pd.qcut(y, q=5, labels=False, duplicates="drop")
+
+
+def cv_splitter(folds: int, seed: int):
+    from sklearn.model_selection import KFold
+
+    return KFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def predict(model, X: pd.DataFrame) -> Predictions:
+    return Predictions(values=np.asarray(model.predict(X), dtype=float))
+
+
+def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
+    return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
+
+
+def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
+    return Predictions(predictions.values[index])
+
+
+def target_column(spec: TargetSpec):
+    """The target's contract as a pandera column: numeric, within the configured range."""
+    import pandera.pandas as pa
+
+    checks = []
+    if spec.min is not None:
+        checks.append(pa.Check.ge(spec.min))
+    if spec.max is not None:
+        checks.append(pa.Check.le(spec.max))
+    return pa.Column(float, coerce=True, nullable=True, checks=checks)
+
+
+def prediction_reference(predictions: Predictions) -> dict:
+    """Decile edges and shares of training predictions, for prediction-drift checks."""
+    edges = np.unique(np.quantile(predictions.values, np.linspace(0, 1, 11)))
+    counts, _ = np.histogram(predictions.values, bins=edges)
+    return {
+        "kind": "value_bins",
+        "edges": edges.tolist(),
+        "shares": (counts / counts.sum()).tolist(),
+    }
+
+
+def plot_target(ax, y: pd.Series) -> None:
+    pd.to_numeric(y, errors="coerce").plot.hist(ax=ax, bins=30, color="tab:blue")
+    ax.set_ylabel("rows")
+
+
+def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for kind, name in (
+        ("actual_vs_predicted", "predicted_vs_actual"),
+        ("residual_vs_predicted", "residuals"),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        PredictionErrorDisplay.from_predictions(
+            y, predictions.values, kind=kind, ax=ax, scatter_kwargs={"alpha": 0.6}
+        )
+        ax.set_title("Candidate on the test set")
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

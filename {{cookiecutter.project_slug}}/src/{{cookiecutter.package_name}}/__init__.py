@@ -1,0 +1,1 @@
+"""{{ cookiecutter.problem_type | capitalize }} project: one module per stage of the ML workflow."""

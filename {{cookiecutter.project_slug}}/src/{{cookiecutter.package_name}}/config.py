@@ -1,0 +1,225 @@
+"""Stage 1 contract: typed loading of configs/problem.yaml and configs/params.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import task
+from .errors import ConfigError
+
+FeatureKind = Literal["numeric", "categorical", "datetime"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SampleSource(_Strict):
+    kind: Literal["sample"]
+    name: str = Field(description="A dataset bundled with a dependency.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_sample(cls, value: str) -> str:
+        if value not in task.SAMPLES:
+            raise ValueError(f"unknown sample {value!r}; valid choices: {', '.join(task.SAMPLES)}")
+        return value
+
+
+class FileSource(_Strict):
+    kind: Literal["file"]
+    path: Path = Field(description="A .csv or .parquet file, relative to the project root.")
+
+    @field_validator("path")
+    @classmethod
+    def _known_format(cls, value: Path) -> Path:
+        if value.suffix.lower() not in {".csv", ".parquet"}:
+            raise ValueError(
+                f"unsupported file type {value.suffix!r}; valid choices: .csv, .parquet"
+            )
+        return value
+
+
+class SqlSource(_Strict):
+    kind: Literal["sql"]
+    url: str = Field(description="A SQLAlchemy URL, e.g. sqlite:///data/external/shop.db.")
+    query: str
+
+
+Source = Annotated[SampleSource | FileSource | SqlSource, Field(discriminator="kind")]
+
+
+class ProblemConfig(_Strict):
+    """configs/problem.yaml: what the model must do and how success is judged."""
+
+    problem_type: str
+    target: task.TargetSpec
+    features: dict[str, FeatureKind] | None = None
+    drop: list[str] = []
+    metric: str
+    success_threshold: float
+    source: Source
+
+    @field_validator("problem_type")
+    @classmethod
+    def _matches_project(cls, value: str) -> str:
+        if value != task.PROBLEM_TYPE:
+            raise ValueError(f"this project was generated for {task.PROBLEM_TYPE!r}, got {value!r}")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in task.METRICS:
+            raise ValueError(f"unknown metric {value!r}; valid choices: {', '.join(task.METRICS)}")
+        return value
+
+
+class SplitParams(_Strict):
+    test_size: float = Field(0.25, gt=0, lt=1)
+    seed: int = 42
+    stratify: bool = True
+
+
+class PreprocessingParams(_Strict):
+    scaler: Literal["standard", "robust", "minmax", "none"] = "standard"
+    numeric_imputer: Literal["mean", "median"] = "median"
+    min_category_frequency: int = Field(1, ge=1)
+
+
+class ValidationParams(_Strict):
+    max_missing_share: float = Field(0.5, ge=0, le=1)
+
+
+class ModelParams(_Strict):
+    name: str
+    params: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in task.CANDIDATES:
+            raise ValueError(
+                f"unknown model {value!r}; valid choices: {', '.join(task.CANDIDATES)}"
+            )
+        return value
+
+
+class BaselineParams(_Strict):
+    strategy: str
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in task.BASELINE_STRATEGIES:
+            choices = ", ".join(task.BASELINE_STRATEGIES)
+            raise ValueError(f"unknown strategy {value!r}; valid choices: {choices}")
+        return value
+
+
+class CvParams(_Strict):
+    folds: int = Field(5, ge=2)
+
+
+class EvaluationParams(_Strict):
+    bootstrap_resamples: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class GateParams(_Strict):
+    min_improvement: float = Field(0.0, ge=0)
+    require_significant: bool = True
+
+
+class Params(_Strict):
+    """configs/params.yaml: every knob of stages 3 to 5."""
+
+    split: SplitParams = SplitParams()
+    preprocessing: PreprocessingParams = PreprocessingParams()
+    validation: ValidationParams = ValidationParams()
+    model: ModelParams
+    baseline: BaselineParams
+    cv: CvParams = CvParams()
+    evaluation: EvaluationParams = EvaluationParams()
+    gate: GateParams = GateParams()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where each stage reads and writes, relative to one project root."""
+
+    root: Path
+
+    @property
+    def problem(self) -> Path:
+        return self.root / "configs" / "problem.yaml"
+
+    @property
+    def params(self) -> Path:
+        return self.root / "configs" / "params.yaml"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+
+def _describe(error: ValidationError, model: type[BaseModel], path: Path) -> str:
+    """Turn pydantic's report into one line per problem that names the key."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-"))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = (
+                f"unknown key; valid keys here: {', '.join(_keys_at(model, item['loc'][:-1]))}"
+            )
+        lines.append(f"{path.name}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation if isinstance(part, str) else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif part in {"sample", "file", "sql"}:
+            model = {"sample": SampleSource, "file": FileSource, "sql": SqlSource}[part]
+    return list(model.model_fields)
+
+
+def _load(model: type[BaseModel], path: Path) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, model, path)) from exc
+
+
+def load_problem(path: Path) -> ProblemConfig:
+    return _load(ProblemConfig, path)
+
+
+def load_params(path: Path) -> Params:
+    return _load(Params, path)

@@ -1,0 +1,182 @@
+"""Stage 2: collect raw data into an immutable snapshot with a manifest, and validate it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from . import task
+from .config import FeatureKind, FileSource, Params, ProblemConfig, SampleSource, SqlSource
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+RAW_FILE = "dataset.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd.DataFrame:
+    """Read the data named by problem.yaml `source`."""
+    if isinstance(source, SampleSource):
+        return task.SAMPLES[source.name]()
+    if isinstance(source, FileSource):
+        path = source.path if source.path.is_absolute() else root / source.path
+        if not path.exists():
+            raise DataError(f"problem.yaml source.path: {path} does not exist")
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(source.url)
+    if (
+        url.drivername.startswith("sqlite")
+        and url.database
+        and not Path(url.database).is_absolute()
+    ):
+        url = url.set(database=str(root / url.database))  # relative to the project, not the shell
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return pd.read_sql_query(sqlalchemy.text(source.query), connection)
+    except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        raise DataError(
+            f"problem.yaml source: the SQL query failed: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = False) -> dict:
+    """Snapshot the source into raw_dir. Different existing data is kept unless `force`,
+    and even then it is archived rather than overwritten."""
+    df = load_source(problem.source, root)
+    if df.empty:
+        raise DataError("problem.yaml source: the source returned no rows")
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    target, manifest_path = raw_dir / RAW_FILE, raw_dir / MANIFEST_FILE
+    staged = raw_dir / f".{RAW_FILE}.tmp"
+    df.to_parquet(staged, index=False)
+    digest = sha256_file(staged)
+
+    if target.exists():
+        existing = sha256_file(target)
+        if existing == digest and manifest_path.exists():
+            staged.unlink()
+            log.info("raw data unchanged (sha256 %s…); nothing to collect", digest[:12])
+            return json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not force:
+            staged.unlink()
+            raise DataError(
+                f"{target} already holds different data (sha256 {existing[:12]}…); raw data is never "
+                "overwritten: rerun collect with --force to archive it and take the new snapshot"
+            )
+        archive = raw_dir / "archive"
+        archive.mkdir(exist_ok=True)
+        os.replace(target, archive / f"dataset-{existing[:12]}.parquet")
+        if manifest_path.exists():
+            os.replace(manifest_path, archive / f"manifest-{existing[:12]}.json")
+        log.warning("archived the previous raw data to %s", archive)
+
+    os.replace(staged, target)
+    manifest = {
+        "file": RAW_FILE,
+        "source": problem.source.model_dump(mode="json"),
+        "rows": len(df),
+        "columns": [str(c) for c in df.columns],
+        "sha256": digest,
+        "collected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(manifest_path, manifest)
+    log.info("collected %d rows x %d columns into %s", len(df), df.shape[1], target)
+    return manifest
+
+
+def read_raw(raw_dir: Path) -> pd.DataFrame:
+    path = raw_dir / RAW_FILE
+    if not path.exists():
+        raise DataError(f"{path} does not exist: run `collect` first")
+    return pd.read_parquet(path)
+
+
+def validation_schema(problem: ProblemConfig, params: Params, features: dict[str, FeatureKind]):
+    """The contract of problem.yaml as a pandera schema."""
+    import pandera.pandas as pa
+
+    max_share = params.validation.max_missing_share
+
+    def missing_share() -> pa.Check:
+        return pa.Check(
+            lambda s: s.isna().mean() <= max_share,
+            ignore_na=False,
+            name="missing_share",
+        )
+
+    dates = pa.Check(
+        lambda s: pd.to_datetime(s.astype(str), errors="coerce", format="ISO8601").notna(),
+        name="is_date",
+        error="not an ISO date",
+    )
+    columns = {
+        name: pa.Column(
+            float if kind == "numeric" else None,
+            coerce=kind == "numeric",
+            nullable=True,
+            checks=[missing_share(), *([dates] if kind == "datetime" else [])],
+        )
+        for name, kind in features.items()
+    }
+    columns[problem.target.name] = task.target_column(problem.target)
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features) -> None:
+    """Raise DataError naming each bad column and how many rows break which rule."""
+    import pandera.pandas as pa
+
+    schema = validation_schema(problem, params, features)
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        summary = _summarise(exc.failure_cases, df, params.validation.max_missing_share)
+        raise DataError(summary) from exc
+    log.info(
+        "validated %d rows: %d features and target %r", len(df), len(features), problem.target.name
+    )
+
+
+def _summarise(failures: pd.DataFrame, df: pd.DataFrame, max_share: float) -> str:
+    lines = []
+    for (column, check), group in failures.groupby(["column", "check"], sort=True, dropna=False):
+        if check == "missing_share":
+            rows = int(df[column].isna().sum())
+            detail = f"{rows} of {len(df)} rows missing, more than max_missing_share {max_share:g}"
+        elif group["index"].notna().any():
+            rows = int(group["index"].dropna().nunique())
+            examples = ", ".join(map(repr, group["failure_case"].drop_duplicates().head(3)))
+            detail = f"{rows} rows fail, e.g. {examples}"
+        else:
+            detail = f"fails: {group['failure_case'].iloc[0]}"
+        lines.append(f"column {column!r}: {check}: {detail}")
+    return "data validation failed:\n  " + "\n  ".join(lines)

@@ -1,0 +1,141 @@
+"""Stage 4: train the control (baseline) and the treatment (candidate) and write a bundle."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.metrics import get_scorer
+
+from . import bundle, task
+from .config import FeatureKind, Params, ProblemConfig
+from .data import sha256_file
+from .errors import ConfigError
+from .features import TRAIN_FILE, model_pipeline, read_processed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: object
+    baseline: object
+    cv: dict
+
+
+def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
+    """Score the primary metric fold by fold on the training set only."""
+    spec = task.METRICS[metric]
+    scorer = get_scorer(spec.scorer)
+    sign = -1.0 if spec.scorer.startswith("neg_") else 1.0
+    splitter = task.cv_splitter(params.cv.folds, params.split.seed)
+    scores = []
+    for fold, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
+        fitted = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        scores.append(sign * float(scorer(fitted, X.iloc[val_idx], y.iloc[val_idx])))
+        log.info("cv fold %d/%d: %s = %.4f", fold, params.cv.folds, metric, scores[-1])
+    return {
+        "metric": metric,
+        "folds": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+    }
+
+
+def fit(
+    train: pd.DataFrame, features: dict[str, FeatureKind], problem: ProblemConfig, params: Params
+) -> TrainResult:
+    """Cross-validate the candidate, then fit it and the baseline on the whole training set."""
+    X, y = train[list(features)], train[problem.target.name]
+    try:
+        estimator = task.make_candidate(params.model.name, params.model.params, params.split.seed)
+    except ValueError as exc:
+        raise ConfigError(f"params.yaml model.params: {exc}") from exc
+    candidate = model_pipeline(features, params.preprocessing, estimator)
+    cv = cross_validate(candidate, X, y, problem.metric, params)
+    log.info("cv %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
+    candidate.fit(X, y)
+    baseline = task.make_baseline(params.baseline.strategy, params.split.seed).fit(X, y)
+    return TrainResult(model=candidate, baseline=baseline, cv=cv)
+
+
+def feature_schema(X: pd.DataFrame, features: dict[str, FeatureKind]) -> list[dict]:
+    """Names, kinds, dtypes, categories and observed ranges: the contract the API serves."""
+    schema = []
+    for name, kind in features.items():
+        column = X[name]
+        entry = {"name": name, "kind": kind, "dtype": str(column.dtype)}
+        if kind == "numeric":
+            entry.update(min=float(column.min()), max=float(column.max()))
+        elif kind == "categorical":
+            entry["categories"] = sorted(map(str, column.dropna().unique()))
+        else:
+            dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601")
+            entry.update(min=str(dates.min().date()), max=str(dates.max().date()))
+        schema.append(entry)
+    return schema
+
+
+def reference_statistics(X: pd.DataFrame, features: dict[str, FeatureKind], predictions) -> dict:
+    """Training distributions of inputs and outputs, the yardstick for drift monitoring."""
+    stats = {}
+    for name, kind in features.items():
+        column = X[name]
+        entry = {"kind": kind, "missing_rate": float(column.isna().mean())}
+        if kind == "numeric":
+            values = column.dropna().astype(float)
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
+            counts, _ = np.histogram(values, bins=edges)
+            entry.update(
+                mean=float(values.mean()),
+                std=float(values.std()),
+                edges=edges.tolist(),
+                shares=(counts / max(counts.sum(), 1)).tolist(),
+                sample=values.sample(min(len(values), 500), random_state=0).round(6).tolist(),
+            )
+        elif kind == "categorical":
+            shares = column.dropna().astype(str).value_counts(normalize=True)
+            entry["shares"] = {str(k): float(v) for k, v in shares.items()}
+        stats[name] = entry
+    return {
+        "rows": len(X),
+        "features": stats,
+        "predictions": task.prediction_reference(predictions),
+    }
+
+
+def _versions() -> dict[str, str]:
+    packages = ("scikit-learn", "pandas", "numpy", "skops")
+    return {"python": platform.python_version(), **{name: version(name) for name in packages}}
+
+
+def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: Params) -> str:
+    """Train on data/processed, save a bundle, and point `models/candidate` at it."""
+    train, _, features = read_processed(processed_dir)
+    log.info("training %s on %d rows, %d features", params.model.name, len(train), len(features))
+    result = fit(train, features, problem, params)
+    X = train[list(features)]
+    metadata = {
+        "problem_type": task.PROBLEM_TYPE,
+        "target": problem.target.name,
+        "features": feature_schema(X, features),
+        "model": params.model.model_dump(),
+        "baseline": params.baseline.model_dump(),
+        "params": params.model_dump(mode="json"),
+        "train_rows": len(train),
+        "train_data_sha256": sha256_file(processed_dir / TRAIN_FILE),
+        "cv": result.cv,
+        "library_versions": _versions(),
+    }
+    reference = reference_statistics(X, features, task.predict(result.model, X))
+    version = bundle.save(models_dir, result.model, result.baseline, metadata, reference)
+    bundle.set_pointer(models_dir, "candidate", version)
+    bundle.log_event(models_dir, "trained", version, cv=result.cv)
+    log.info("saved bundle %s", models_dir / version)
+    return version

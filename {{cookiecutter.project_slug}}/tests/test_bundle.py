@@ -1,0 +1,52 @@
+import json
+
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }} import bundle, data, features, train
+
+
+@pytest.fixture
+def trained(project, problem, params):
+    data.collect(problem, project.raw, project.root)
+    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    fast = params.model_copy(update={"cv": params.cv.model_copy(update={"folds": 2})})
+    version = train.run(project.processed, project.models, problem, fast)
+    return project.models / version
+
+
+def test_a_bundle_round_trips_with_its_schema_and_reference(trained, problem):
+    loaded = bundle.load(trained)
+    test = pd.read_parquet(trained.parents[1] / "data" / "processed" / "test.parquet")
+    names = [f["name"] for f in loaded.metadata["features"]]
+
+    assert len(loaded.model.predict(test[names])) == len(test)
+    assert loaded.metadata["target"] == problem.target.name
+    assert set(loaded.reference["features"]) == set(names)
+    assert bundle.read_pointer(trained.parent, "candidate") == loaded.version
+
+
+def test_a_tampered_model_file_is_refused(trained):
+    with (trained / bundle.MODEL).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(bundle.BundleError, match="does not match its recorded sha256"):
+        bundle.load(trained)
+
+
+def test_edited_metadata_is_refused(trained):
+    path = trained / bundle.METADATA
+    metadata = json.loads(path.read_text())
+    metadata["cv"]["mean"] = 1.0
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(bundle.BundleError, match="content hash"):
+        bundle.verify(trained)
+
+
+def test_a_failed_save_leaves_no_partial_bundle(project, monkeypatch):
+    def broken_dump(obj, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.sio, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        bundle.save(project.models, object(), object(), {}, {})
+    assert list(project.models.iterdir()) == []

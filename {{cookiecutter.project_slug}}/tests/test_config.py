@@ -1,0 +1,56 @@
+import pytest
+from conftest import edit_yaml
+
+from {{ cookiecutter.package_name }} import task
+from {{ cookiecutter.package_name }}.config import load_params, load_problem
+from {{ cookiecutter.package_name }}.errors import ConfigError
+
+
+def test_shipped_configs_load(problem, params):
+    assert problem.problem_type == task.PROBLEM_TYPE
+    assert problem.metric in task.METRICS
+    assert params.model.name in task.CANDIDATES
+
+
+def test_unknown_key_is_named_with_the_valid_keys(project):
+    edit_yaml(project.problem, succes_threshold=0.5)
+    with pytest.raises(ConfigError) as error:
+        load_problem(project.problem)
+    message = str(error.value)
+    assert "succes_threshold: unknown key" in message
+    assert "success_threshold" in message
+
+
+def test_unknown_nested_key_is_named(project):
+    edit_yaml(project.params, split__test_fraction=0.3)
+    with pytest.raises(
+        ConfigError, match=r"split\.test_fraction: unknown key; valid keys here: test_size"
+    ):
+        load_params(project.params)
+
+
+def test_metric_typo_lists_the_valid_choices(project):
+    edit_yaml(project.problem, metric="acuracy")
+    with pytest.raises(ConfigError) as error:
+        load_problem(project.problem)
+    assert "metric: unknown metric 'acuracy'; valid choices: " + ", ".join(task.METRICS) in str(
+        error.value
+    )
+
+
+def test_unknown_model_lists_the_valid_choices(project):
+    edit_yaml(project.params, model__name="xgboost")
+    with pytest.raises(ConfigError, match=r"model\.name: unknown model 'xgboost'; valid choices"):
+        load_params(project.params)
+
+
+def test_problem_type_must_match_the_project(project):
+    edit_yaml(project.problem, problem_type="clustering")
+    with pytest.raises(ConfigError, match=f"generated for '{task.PROBLEM_TYPE}'"):
+        load_problem(project.problem)
+
+
+def test_unknown_source_kind_is_rejected(project):
+    edit_yaml(project.problem, source={"kind": "s3", "path": "bucket/x.csv"})
+    with pytest.raises(ConfigError, match="source"):
+        load_problem(project.problem)

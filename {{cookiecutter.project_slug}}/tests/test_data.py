@@ -1,0 +1,121 @@
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from conftest import edit_yaml
+
+from {{ cookiecutter.package_name }} import data, task
+from {{ cookiecutter.package_name }}.config import load_problem
+from {{ cookiecutter.package_name }}.errors import DataError
+from {{ cookiecutter.package_name }}.features import resolve_features
+
+
+@pytest.fixture
+def sample(problem) -> pd.DataFrame:
+    return task.SAMPLES[problem.source.name]()
+
+
+def use_file(project, frame: pd.DataFrame, name: str = "rows.csv"):
+    path = project.root / "data" / "external" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False) if name.endswith(".parquet") else frame.to_csv(
+        path, index=False
+    )
+    edit_yaml(project.problem, source={"kind": "file", "path": f"data/external/{name}"})
+    return load_problem(project.problem)
+
+
+def test_collect_writes_a_snapshot_and_its_manifest(project, problem, sample):
+    manifest = data.collect(problem, project.raw, project.root)
+
+    raw = data.read_raw(project.raw)
+    assert len(raw) == len(sample) == manifest["rows"]
+    assert manifest["sha256"] == data.sha256_file(project.raw / data.RAW_FILE)
+    assert manifest["source"] == {"kind": "sample", "name": problem.source.name}
+    assert json.loads((project.raw / data.MANIFEST_FILE).read_text()) == manifest
+
+
+def test_collect_is_a_no_op_when_the_data_is_unchanged(project, problem):
+    first = data.collect(problem, project.raw, project.root)
+    assert data.collect(problem, project.raw, project.root) == first
+
+
+def test_collect_never_overwrites_different_raw_data(project, sample):
+    problem = use_file(project, sample)
+    data.collect(problem, project.raw, project.root)
+    before = (project.raw / data.RAW_FILE).read_bytes()
+
+    use_file(project, sample.head(50))
+    with pytest.raises(DataError, match="--force"):
+        data.collect(problem, project.raw, project.root)
+    assert (project.raw / data.RAW_FILE).read_bytes() == before
+
+
+def test_collect_force_archives_the_previous_raw_data(project, sample):
+    problem = use_file(project, sample)
+    old = data.collect(problem, project.raw, project.root)
+    use_file(project, sample.head(50))
+
+    new = data.collect(problem, project.raw, project.root, force=True)
+
+    assert new["rows"] == 50
+    archived = project.raw / "archive" / f"dataset-{old['sha256'][:12]}.parquet"
+    assert data.sha256_file(archived) == old["sha256"]
+
+
+def test_collect_reads_parquet_files(project, sample):
+    problem = use_file(project, sample, "rows.parquet")
+    assert data.collect(problem, project.raw, project.root)["rows"] == len(sample)
+
+
+def test_collect_reads_a_sqlite_database(project, sample):
+    database = project.root / "data" / "external" / "warehouse.db"
+    database.parent.mkdir(parents=True)
+    with sqlite3.connect(database) as connection:
+        sample.to_sql("observations", connection, index=False)
+    edit_yaml(
+        project.problem,
+        source={
+            "kind": "sql",
+            "url": "sqlite:///data/external/warehouse.db",
+            "query": "SELECT * FROM observations LIMIT 100",
+        },
+    )
+    manifest = data.collect(load_problem(project.problem), project.raw, project.root)
+
+    assert manifest["rows"] == 100
+    pd.testing.assert_frame_equal(data.read_raw(project.raw), sample.head(100), check_dtype=False)
+
+
+def test_a_failing_sql_query_is_reported(project, sample):
+    database = project.root / "empty.db"
+    sqlite3.connect(database).close()
+    edit_yaml(
+        project.problem,
+        source={"kind": "sql", "url": "sqlite:///empty.db", "query": "SELECT * FROM nope"},
+    )
+    with pytest.raises(DataError, match="SQL query failed"):
+        data.collect(load_problem(project.problem), project.raw, project.root)
+
+
+def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample):
+    column = sample.select_dtypes("number").columns.drop(problem.target.name, errors="ignore")[0]
+    broken = sample.astype({column: object})
+    broken.loc[:2, column] = "n/a?"
+    with pytest.raises(DataError, match=rf"column '{column}': .*3 rows fail"):
+        data.validate(broken, problem, params, resolve_features(sample, problem))
+
+
+def test_validation_rejects_a_feature_missing_too_often(problem, params, sample):
+    column = sample.columns[0]
+    sample.loc[: int(len(sample) * 0.8), column] = None
+    with pytest.raises(
+        DataError, match=rf"column '{column}': missing_share: \d+ of {len(sample)} rows missing"
+    ):
+        data.validate(sample, problem, params, resolve_features(sample, problem))
+
+
+def test_a_target_missing_from_the_data_is_named(problem, sample):
+    with pytest.raises(DataError, match=f"target.name: '{problem.target.name}' is not a column"):
+        resolve_features(sample.drop(columns=problem.target.name), problem)

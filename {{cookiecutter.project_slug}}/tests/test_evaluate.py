@@ -1,0 +1,103 @@
+import json
+
+import pytest
+
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
+from {{ cookiecutter.package_name }}.errors import GateFailed
+
+
+def report(
+    candidate: float, baseline: float, difference_ci: tuple[float, float], metric: str
+) -> dict:
+    return {
+        "primary": {
+            "metric": metric,
+            "greater_is_better": task.METRICS[metric].greater_is_better,
+            "candidate": candidate,
+            "baseline": baseline,
+            "ci": {"difference": list(difference_ci)},
+        }
+    }
+
+
+def better(value: float, by: float, metric: str) -> float:
+    return value + by if task.METRICS[metric].greater_is_better else value - by
+
+
+def test_the_gate_passes_a_clearly_better_candidate(problem, params):
+    m = problem.metric
+    good = better(problem.success_threshold, 0.01, m)
+    base = better(good, -0.3, m)
+    lift = good - base
+    passed, reason = evaluate.gate(report(good, base, (lift / 2, lift * 2), m), problem, params)
+    assert passed, reason
+
+
+def test_the_gate_fails_a_candidate_no_better_than_the_baseline(problem, params):
+    m = problem.metric
+    value = better(problem.success_threshold, 0.01, m)
+    passed, reason = evaluate.gate(report(value, value, (-0.1, 0.1), m), problem, params)
+    assert not passed
+    assert "does not beat baseline" in reason
+
+
+def test_the_gate_fails_when_the_interval_includes_zero(problem, params):
+    m = problem.metric
+    good = better(problem.success_threshold, 0.01, m)
+    base = better(good, -0.02, m)
+    lift = good - base
+    passed, reason = evaluate.gate(
+        report(good, base, (-abs(lift), abs(lift) * 2), m), problem, params
+    )
+    assert not passed
+    assert "includes zero" in reason
+
+
+def test_the_gate_fails_below_the_success_threshold(problem, params):
+    m = problem.metric
+    weak = better(problem.success_threshold, -0.01, m)
+    base = better(weak, -0.3, m)
+    lift = weak - base
+    passed, reason = evaluate.gate(report(weak, base, (lift / 2, lift * 2), m), problem, params)
+    assert not passed
+    assert "success threshold" in reason
+
+
+@pytest.fixture
+def prepared(project, problem, params):
+    data.collect(problem, project.raw, project.root)
+    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    return params.model_copy(update={"cv": params.cv.model_copy(update={"folds": 2})})
+
+
+def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem, prepared):
+    good = train.run(project.processed, project.models, problem, prepared)
+    evaluate.run(project.processed, project.models, project.reports, problem, prepared)
+    assert bundle.read_pointer(project.models, "current") == good
+
+    train.run(project.processed, project.models, problem, prepared)
+    impossible = problem.model_copy(update={"success_threshold": better(0, 1e9, problem.metric)})
+    with pytest.raises(GateFailed, match="success threshold"):
+        evaluate.run(project.processed, project.models, project.reports, impossible, prepared)
+
+    assert bundle.read_pointer(project.models, "current") == good
+    events = [
+        json.loads(line)["event"]
+        for line in (project.models / bundle.REGISTRY).read_text().splitlines()
+    ]
+    assert events == ["trained", "promoted", "trained", "rejected"]
+    metrics = json.loads((project.reports / "metrics.json").read_text())
+    assert metrics["gate"]["passed"] is False
+
+
+def test_the_report_sets_control_beside_treatment(project, problem, prepared):
+    train.run(project.processed, project.models, problem, prepared)
+    result = evaluate.run(project.processed, project.models, project.reports, problem, prepared)
+
+    assert set(result["candidate"]) == set(result["baseline"]) == set(task.METRICS)
+    low, high = result["primary"]["ci"]["candidate"]
+    assert low <= result["primary"]["candidate"] <= high
+    text = (project.reports / "evaluation.md").read_text()
+    assert "| metric" in text and "baseline" in text and "candidate" in text
+    for image in (project.reports / "figures").glob("*.png"):
+        assert f"figures/{image.name}" in text

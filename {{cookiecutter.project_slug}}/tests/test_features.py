@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }} import data, features, task
+from {{ cookiecutter.package_name }}.config import PreprocessingParams
+
+
+def test_kinds_are_inferred_from_the_data():
+    frame = pd.DataFrame(
+        {
+            "age": [31, 45, None, 52],
+            "city": ["Seoul", "Busan", None, "Seoul"],
+            "signed_up": ["2024-01-03", "2024-02-11", "2024-03-05", None],
+            "active": [True, False, True, True],
+        }
+    )
+    kinds = {name: features.infer_kind(frame[name]) for name in frame}
+    assert kinds == {
+        "age": "numeric",
+        "city": "categorical",
+        "signed_up": "datetime",
+        "active": "categorical",
+    }
+
+
+def test_inference_leaves_out_id_like_text_columns_and_dropped_columns(problem, caplog):
+    sample = task.SAMPLES[problem.source.name]()
+    sample["ticket"] = [f"T-{i:05d}" for i in range(len(sample))]
+    sample["leak"] = 1.0
+    inferred = features.resolve_features(sample, problem.model_copy(update={"drop": ["leak"]}))
+    assert "ticket" not in inferred
+    assert "leak" not in inferred
+    assert problem.target.name not in inferred
+    assert "looks like an ID" in caplog.text
+
+
+def test_cleaning_reports_duplicates_and_rows_without_a_target():
+    frame = pd.DataFrame({"x": [1, 1, 2, 3], "y": ["a", "a", None, "b"]})
+    cleaned, report = features.clean(frame, "y")
+    assert (report.duplicates, report.missing_target, report.rows_out) == (1, 1, 2)
+    assert cleaned["y"].notna().all()
+
+
+def test_preprocessing_handles_missing_values_and_unseen_categories():
+    train = pd.DataFrame(
+        {
+            "size": [1.0, 2.0, np.nan, 4.0],
+            "colour": ["red", "blue", None, "red"],
+            "day": ["2024-01-01", "2024-01-02", None, "2024-01-04"],
+        }
+    )
+    kinds = {"size": "numeric", "colour": "categorical", "day": "datetime"}
+    preprocessor = features.build_preprocessor(kinds, PreprocessingParams()).fit(train)
+
+    unseen = pd.DataFrame({"size": [np.nan], "colour": ["green"], "day": ["not a date"]})
+    out = preprocessor.transform(unseen)
+
+    assert np.isfinite(out).all()
+    names = list(preprocessor.get_feature_names_out())
+    assert "day_day_of_week" in names
+    colour = [i for i, n in enumerate(names) if n.startswith("colour_")]
+    assert out[0, colour].sum() == 0  # an unseen category switches on no known column
+
+
+def test_the_test_set_is_written_once_and_reused(project, problem, params):
+    data.collect(problem, project.raw, project.root)
+    raw = data.read_raw(project.raw)
+    features.prepare(raw.sample(frac=0.7, random_state=1), problem, params, project.processed)
+    _, first_test, _ = features.read_processed(project.processed)
+
+    features.prepare(raw, problem, params, project.processed)  # more data arrives
+    train, test, _ = features.read_processed(project.processed)
+
+    pd.testing.assert_frame_equal(test, first_test)
+    assert len(train) + len(test) == len(raw.drop_duplicates())
+    overlap = features.row_keys(train).isin(set(features.row_keys(test[train.columns])))
+    assert not overlap.any()
+
+
+def test_invalid_data_writes_nothing_downstream(project, problem, params):
+    raw = task.SAMPLES[problem.source.name]()
+    column = raw.columns[0]
+    raw[column] = raw[column].astype(object)
+    raw.loc[0, column] = "broken"
+    with pytest.raises(data.DataError, match=column):
+        features.prepare(raw, problem, params, project.processed)
+    assert not project.processed.exists()
