@@ -1,0 +1,40 @@
+# Template repository tasks. `make` alone lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := demo
+
+.PHONY: help dev demo test test-fast lint bench
+
+help: ## Show this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/cookiecutter: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+dev: $(BIN)/cookiecutter ## Create .venv with the template's dev tools
+
+demo: $(BIN)/cookiecutter ## Render the default project into demo/ and run its workflow end to end
+	rm -rf $(DEMO_DIR)
+	$(BIN)/cookiecutter . --no-input --output-dir $(DEMO_DIR)
+	cd $(DEMO_DIR)/my-ml-project && PATH="$(CURDIR)/$(BIN):$$PATH" $(MAKE) setup pipeline test
+
+test: $(BIN)/cookiecutter ## Run the whole test suite: fast render checks and the slow tier
+	$(BIN)/pytest
+
+test-fast: $(BIN)/cookiecutter ## Only the fast tier (renders, hooks, lint of generated code)
+	$(BIN)/pytest -m "not slow"
+
+lint: $(BIN)/cookiecutter ## Lint the template's own Python
+	$(BIN)/ruff check hooks tests benchmarks
+	$(BIN)/ruff format --check hooks tests benchmarks
+
+bench: $(BIN)/cookiecutter ## Print render and pipeline timings
+	$(BIN)/python benchmarks/bench_render.py
+	$(BIN)/python benchmarks/bench_pipeline.py

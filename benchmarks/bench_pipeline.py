@@ -1,0 +1,109 @@
+"""Time `make pipeline` on a freshly rendered project per problem type.
+
+For each type: render the template, `make setup` (not timed), then run `make pipeline`
+three times, each from a clean slate (no raw data, splits, models or reports), and print
+the wall times beside the 20 s bar, plus the gate's verdict on the sample data.
+
+    python benchmarks/bench_pipeline.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BAR_SECONDS = 20.0
+RUNS = 3
+PROBLEM_TYPES = json.loads((TEMPLATE / "cookiecutter.json").read_text())["problem_type"]
+
+
+def env() -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    clean["PATH"] = f"{BIN}{os.pathsep}{clean['PATH']}"
+    return clean
+
+
+def run(command: list[str], cwd: Path) -> None:
+    subprocess.run(command, cwd=cwd, env=env(), check=True, capture_output=True, text=True)
+
+
+def reset(project: Path) -> None:
+    for folder in ("data/raw", "data/processed", "models", "reports"):
+        for path in (project / folder).iterdir():
+            if path.name in {"README.md", "figures"}:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in (project / "reports" / "figures").glob("*.png"):
+        path.unlink()
+
+
+def bench(problem_type: str, workdir: Path) -> dict:
+    run(
+        [
+            str(BIN / "cookiecutter"),
+            str(TEMPLATE),
+            "--no-input",
+            "-o",
+            str(workdir),
+            f"problem_type={problem_type}",
+            f"project_name=bench {problem_type}",
+        ],
+        cwd=workdir,
+    )
+    project = workdir / f"bench-{problem_type}"
+    run(["make", "setup"], cwd=project)
+    times = []
+    for _ in range(RUNS):
+        reset(project)
+        start = time.perf_counter()
+        run(["make", "pipeline"], cwd=project)
+        times.append(time.perf_counter() - start)
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    primary = metrics["primary"]
+    return {
+        "type": problem_type,
+        "min": min(times),
+        "median": statistics.median(times),
+        "max": max(times),
+        "metric": primary["metric"],
+        "baseline": primary["baseline"],
+        "candidate": primary["candidate"],
+        "gate": "passed" if metrics["gate"]["passed"] else "FAILED",
+    }
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for problem_type in PROBLEM_TYPES:
+            workdir = Path(tmp) / problem_type
+            workdir.mkdir()
+            rows.append(bench(problem_type, workdir))
+    print(
+        f"make pipeline from a clean slate, {RUNS} runs per type (seconds; bar {BAR_SECONDS:g} s)"
+    )
+    header = (
+        f"{'type':<16}{'min':>7}{'median':>8}{'max':>7}  {'bar':<5}"
+        f"{'metric':<10}{'baseline':>10}{'candidate':>11}  gate"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        verdict = "ok" if r["median"] <= BAR_SECONDS else "OVER"
+        print(
+            f"{r['type']:<16}{r['min']:>7.1f}{r['median']:>8.1f}{r['max']:>7.1f}  {verdict:<5}"
+            f"{r['metric']:<10}{r['baseline']:>10.4f}{r['candidate']:>11.4f}  {r['gate']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Slow tier: install what the template generates and run it as a user would.
+
+For each problem type, one rendered project is set up with `make setup` (uv), linted,
+tested with its own suite, checked with pre-commit, run end to end on the sample data,
+and then pointed at a CSV built here (not the bundled sample) by editing only
+configs/problem.yaml.
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import BIN_DIR, TEMPLATE_DIR, checked
+
+pytestmark = pytest.mark.slow
+
+COMBINATIONS = {
+    "classification": {"problem_type": "classification", "python_version": "3.11"},
+    "regression": {"problem_type": "regression", "python_version": "3.12"},
+}
+
+
+def user_env() -> dict[str, str]:
+    """A shell as a user has it, with uv and the template's tools on PATH."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    env["PATH"] = f"{BIN_DIR}{os.pathsep}{env['PATH']}"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
+
+
+def sh(project: Path, *command: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command, cwd=project, env=user_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(command)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    return result
+
+
+def render(problem_type: str, out: Path) -> Path:
+    """A fresh rendering, as `cookiecutter --no-input` gives it to a user."""
+    answers = checked({**COMBINATIONS[problem_type], "project_name": f"Slow {problem_type}"})
+    subprocess.run(
+        [str(BIN_DIR / "cookiecutter"), str(TEMPLATE_DIR), "--no-input", "-o", str(out)]
+        + [f"{k}={v}" for k, v in answers.items()],
+        check=True,
+        capture_output=True,
+        env=user_env(),
+    )
+    return out / f"slow-{problem_type}"
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS))
+def installed(request, tmp_path_factory) -> Path:
+    """A rendered project with its environment set up by its own `make setup`."""
+    project = render(request.param, tmp_path_factory.mktemp(request.param))
+    sh(project, "make", "setup")
+    return project
+
+
+def problem_type_of(project: Path) -> str:
+    return project.name.removeprefix("slow-")
+
+
+def python_of(project: Path) -> str:
+    return str(project / ".venv" / "bin" / "python")
+
+
+def test_generated_project_passes_its_own_lint_and_tests(installed):
+    sh(installed, "make", "lint")
+    result = sh(installed, "make", "test")
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+def test_pre_commit_hooks_pass_on_a_fresh_repository(installed, tmp_path):
+    repo = render(problem_type_of(installed), tmp_path)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, str(installed / ".venv" / "bin" / "pre-commit"), "run", "--all-files")
+
+
+def test_pipeline_runs_on_the_sample_and_the_candidate_beats_the_baseline(installed):
+    sh(installed, "make", "pipeline")
+
+    metrics = json.loads((installed / "reports" / "metrics.json").read_text())
+    assert metrics["gate"]["passed"], metrics["gate"]["reason"]
+    primary = metrics["primary"]
+    sign = 1 if primary["greater_is_better"] else -1
+    assert sign * (primary["candidate"] - primary["baseline"]) > 0
+    assert (installed / "models" / "current").read_text().strip() == metrics["version"]
+    for report in ("eda/README.md", "evaluation.md"):
+        text = (installed / "reports" / report).read_text()
+        for link in [
+            line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")
+        ]:
+            assert (installed / "reports" / Path(report).parent / link).is_file(), link
+
+
+def test_a_second_pipeline_run_keeps_raw_data_and_the_test_set(installed):
+    raw = installed / "data" / "raw" / "dataset.parquet"
+    test = installed / "data" / "processed" / "test.parquet"
+    before = raw.read_bytes(), test.read_bytes()
+    sh(installed, "make", "pipeline")
+    assert (raw.read_bytes(), test.read_bytes()) == before
+
+
+def own_data(problem_type: str, rows: int = 600) -> pd.DataFrame:
+    """Customer records with the usual mess: IDs, dates, text categories, gaps."""
+    rng = np.random.default_rng(7)
+    plan = rng.choice(["basic", "plus", "enterprise"], rows, p=[0.5, 0.3, 0.2])
+    tenure = rng.integers(1, 72, rows).astype(float)
+    calls = rng.poisson(2.0, rows).astype(float)
+    spend = np.round(rng.gamma(2.0, 30.0, rows), 2)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(rows)],
+            "signup_date": pd.to_datetime("2021-01-01")
+            + pd.to_timedelta(rng.integers(0, 900, rows), unit="D"),
+            "plan": plan,
+            "region": rng.choice(["north", "south", "east", "west"], rows),
+            "tenure_months": tenure,
+            "support_calls": calls,
+            "monthly_spend": spend,
+        }
+    )
+    frame["signup_date"] = frame["signup_date"].dt.strftime("%Y-%m-%d")
+    plan_effect = pd.Series(plan).map({"basic": 1.0, "plus": 0.0, "enterprise": -1.5}).to_numpy()
+    if problem_type == "classification":
+        risk = 0.9 * calls - 0.06 * tenure + plan_effect + rng.normal(0, 0.5, rows)
+        frame["churned"] = np.where(risk > np.median(risk), "yes", "no")
+    else:
+        value = 12 * spend * (1 + tenure / 48) - 150 * plan_effect + rng.normal(0, 60, rows)
+        frame["annual_value"] = np.round(value, 2)
+    for column in ("plan", "monthly_spend", "tenure_months"):
+        frame.loc[rng.choice(rows, rows // 12, replace=False), column] = None
+    return frame
+
+
+def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
+    problem_type = problem_type_of(installed)
+    project = render(problem_type, tmp_path)  # the installed package runs in a clean copy
+    frame = own_data(problem_type)
+    frame.to_csv(project / "data" / "external" / "customers.csv", index=False)
+
+    config = yaml.safe_load((project / "configs" / "problem.yaml").read_text())
+    config["source"] = {"kind": "file", "path": "data/external/customers.csv"}
+    config["drop"] = ["customer_id"]
+    if problem_type == "classification":
+        config["target"] = {"name": "churned", "labels": ["no", "yes"]}
+        config["success_threshold"] = 0.7
+    else:
+        config["target"] = {"name": "annual_value"}
+    (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    sh(project, python_of(installed), "-m", project_package(installed), "pipeline")
+
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["gate"]["passed"], metrics["gate"]["reason"]
+    version = (project / "models" / "current").read_text().strip()
+    metadata = json.loads((project / "models" / version / "metadata.json").read_text())
+    kinds = {f["name"]: f["kind"] for f in metadata["features"]}
+    assert kinds == {
+        "signup_date": "datetime",
+        "plan": "categorical",
+        "region": "categorical",
+        "tenure_months": "numeric",
+        "support_calls": "numeric",
+        "monthly_spend": "numeric",
+    }
+    plan = next(f for f in metadata["features"] if f["name"] == "plan")
+    assert plan["categories"] == ["basic", "enterprise", "plus"]
+
+
+def project_package(project: Path) -> str:
+    return next((project / "src").iterdir()).name

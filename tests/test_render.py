@@ -1,0 +1,155 @@
+"""Render every supported option set and check what lands on disk.
+
+Each rendered project must hold exactly the chosen options' files, no Jinja residue, and
+be valid: Python compiles, TOML and YAML parse, ruff passes with the project's own
+configuration, and the CI workflow matches GitHub's schema.
+"""
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import (
+    LICENSES,
+    PROBLEM_TYPES,
+    PYTHON_VERSIONS,
+    assert_python_compiles,
+    files_of,
+    load_pyproject,
+    load_yaml_documents,
+    text_files,
+    tool,
+)
+
+JINJA_RESIDUE = ("{{", "{%", "cookiecutter.")
+LICENSE_TITLES = {
+    "MIT": "MIT License",
+    "BSD-3-Clause": "BSD 3-Clause License",
+    "Apache-2.0": "Apache License",
+}
+WORKFLOW = Path(".github/workflows/ci.yml")
+
+COMBINATIONS = [
+    pytest.param(
+        {"problem_type": problem_type, "license": license_id, "include_github_actions": ci},
+        id=f"{problem_type}-{license_id}-{'ci' if ci else 'no-ci'}",
+    )
+    for problem_type in PROBLEM_TYPES
+    for license_id in LICENSES
+    for ci in (True, False)
+]
+
+
+TREE_ENTRY = re.compile(r"^(?P<indent>(?:│   |    )*)[├└]── (?P<name>\S+)")
+
+
+def readme_tree(project: Path) -> set[str]:
+    """The files listed in the generated README's "Project tree" block."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Project tree", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    files, stack = set(), []
+    for line in block.splitlines()[1:]:
+        entry = TREE_ENTRY.match(line)
+        assert entry, f"not a tree line: {line!r}"
+        stack = [*stack[: len(entry["indent"]) // 4], entry["name"].rstrip("/")]
+        if not entry["name"].endswith("/"):
+            files.add("/".join(stack))
+    return files
+
+
+def run(command: list[str], cwd: Path) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+
+
+def spdx(license_id: str) -> str:
+    return "LicenseRef-Proprietary" if license_id == "Proprietary" else license_id
+
+
+def check_project(result) -> Path:
+    """Everything a rendered project must satisfy, whatever the options."""
+    assert result.exit_code == 0, result.exception
+    project = result.project_path
+    context = result.context
+    relative = [path.relative_to(project) for path in files_of(project)]
+
+    # Only the chosen options are left.
+    assert not list(project.rglob("_options")), "post_gen left _options behind"
+    assert not list(project.rglob("_licenses")), "post_gen left _licenses behind"
+    assert (project / "src" / context["package_name"] / "task.py").is_file()
+    others = [other for other in PROBLEM_TYPES if other != context["problem_type"]]
+    leaks = [str(path) for path in relative for other in others if other in str(path).lower()]
+    assert not leaks, f"files of an unselected problem type: {leaks}"
+    assert readme_tree(project) == {path.as_posix() for path in relative}, "README tree"
+
+    license_file = project / "LICENSE"
+    if context["license"] == "Proprietary":
+        assert not license_file.exists()
+    else:
+        text = license_file.read_text(encoding="utf-8")
+        assert LICENSE_TITLES[context["license"]] in text
+        assert f"Copyright (c) {context['author_name']}" in text
+    assert (project / WORKFLOW).is_file() == context["include_github_actions"]
+    if not context["include_github_actions"]:
+        assert not (project / ".github").exists()
+
+    # No Jinja left, and every file parses.
+    texts = text_files(project)
+    residue = [
+        f"{path.relative_to(project)}: {marker!r}"
+        for path, text in texts.items()
+        for marker in JINJA_RESIDUE
+        if marker in text
+    ]
+    assert not residue, f"unrendered template markers: {residue}"
+    assert_python_compiles(project)
+    for path in texts:
+        if path.suffix == ".toml":
+            tomllib.loads(texts[path])
+        elif path.suffix in {".yaml", ".yml"}:
+            load_yaml_documents(path)
+
+    # The project's own tools accept it.
+    run([tool("ruff"), "check", "--no-cache", "."], cwd=project)
+    run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=project)
+    if (project / WORKFLOW).is_file():
+        run(
+            [
+                tool("check-jsonschema"),
+                "--builtin-schema",
+                "vendor.github-workflows",
+                str(WORKFLOW),
+            ],
+            cwd=project,
+        )
+
+    pyproject = load_pyproject(project)
+    assert pyproject["project"].get("license") == spdx(context["license"]), "pyproject license"
+    return project
+
+
+@pytest.mark.parametrize("answers", COMBINATIONS)
+def test_every_option_set_renders_a_clean_project(bake, answers):
+    check_project(bake(**answers))
+
+
+@pytest.mark.parametrize("version", PYTHON_VERSIONS)
+def test_python_version_pins_requires_python_and_python_version_file(bake, version):
+    project = check_project(bake(python_version=version))
+    assert load_pyproject(project)["project"]["requires-python"] == f">={version}"
+    assert (project / ".python-version").read_text(encoding="utf-8").strip() == version
+
+
+def test_rendering_twice_gives_identical_trees(bake):
+    def snapshot(project: Path) -> dict[str, tuple[bytes, int]]:
+        return {
+            str(path.relative_to(project)): (path.read_bytes(), path.stat().st_mode)
+            for path in files_of(project)
+        }
+
+    first, second = bake(), bake()
+    assert first.exit_code == second.exit_code == 0
+    assert first.project_path != second.project_path
+    assert snapshot(first.project_path) == snapshot(second.project_path)
