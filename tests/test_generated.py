@@ -23,6 +23,11 @@ COMBINATIONS = {
     "classification": {"problem_type": "classification", "python_version": "3.11"},
     "regression": {"problem_type": "regression", "python_version": "3.12"},
 }
+# The other offered Python versions: installed and tested, without the full tour above.
+SMOKE = [
+    pytest.param("regression", "3.10", id="regression-py3.10"),
+    pytest.param("classification", "3.13", id="classification-py3.13"),
+]
 
 
 def user_env() -> dict[str, str]:
@@ -43,9 +48,12 @@ def sh(project: Path, *command: str, timeout: int = 900) -> subprocess.Completed
     return result
 
 
-def render(problem_type: str, out: Path) -> Path:
+def render(problem_type: str, out: Path, python_version: str | None = None) -> Path:
     """A fresh rendering, as `cookiecutter --no-input` gives it to a user."""
-    answers = checked({**COMBINATIONS[problem_type], "project_name": f"Slow {problem_type}"})
+    answers = {**COMBINATIONS[problem_type], "project_name": f"Slow {problem_type}"}
+    if python_version:
+        answers["python_version"] = python_version
+    answers = checked(answers)
     subprocess.run(
         [str(BIN_DIR / "cookiecutter"), str(TEMPLATE_DIR), "--no-input", "-o", str(out)]
         + [f"{k}={v}" for k, v in answers.items()],
@@ -180,3 +188,12 @@ def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
 
 def project_package(project: Path) -> str:
     return next((project / "src").iterdir()).name
+
+
+@pytest.mark.parametrize(("problem_type", "python_version"), SMOKE)
+def test_other_python_versions_install_and_pass_their_tests(problem_type, python_version, tmp_path):
+    project = render(problem_type, tmp_path, python_version)
+    sh(project, "make", "setup")
+    version = sh(project, python_of(project), "-c", "import sys; print(sys.version)").stdout
+    assert version.startswith(python_version)
+    sh(project, "make", "test")

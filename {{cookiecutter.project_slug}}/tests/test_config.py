@@ -29,6 +29,14 @@ def test_unknown_nested_key_is_named(project):
         load_params(project.params)
 
 
+def test_unknown_source_key_lists_the_keys_of_that_source_kind(project):
+    edit_yaml(project.problem, source={"kind": "file", "path": "data/x.csv", "sep": ";"})
+    with pytest.raises(
+        ConfigError, match=r"source\.file\.sep: unknown key; valid keys here: kind, path"
+    ):
+        load_problem(project.problem)
+
+
 def test_metric_typo_lists_the_valid_choices(project):
     edit_yaml(project.problem, metric="acuracy")
     with pytest.raises(ConfigError) as error:

@@ -195,12 +195,14 @@ def _describe(error: ValidationError, model: type[BaseModel], path: Path) -> str
 
 
 def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at `loc`, following nested models and the source kinds."""
+    sources = {"sample": SampleSource, "file": FileSource, "sql": SqlSource}
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation if isinstance(part, str) else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        elif part in {"sample", "file", "sql"}:
-            model = {"sample": SampleSource, "file": FileSource, "sql": SqlSource}[part]
+        field = model.model_fields.get(str(part))
+        if field and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+        elif part in sources:
+            model = sources[part]
     return list(model.model_fields)
 
 
