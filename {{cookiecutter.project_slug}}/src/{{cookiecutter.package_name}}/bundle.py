@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def save(models_dir: Path, model, baseline, metadata: dict, reference: dict) -> 
         (staging / REFERENCE).write_text(json.dumps(reference, indent=2, sort_keys=True) + "\n")
         files = {name: _sha256(staging / name) for name in (MODEL, BASELINE, REFERENCE)}
         content = _content_hash(files, {**metadata, "files": files})
-        created = datetime.now(UTC)
+        created = datetime.now(timezone.utc)
         version = f"{created:%Y%m%d-%H%M%S}-{content[:8]}"
         full = {**metadata, "version": version, "created_at": created.isoformat(timespec="seconds")}
         full["files"] = files
@@ -145,7 +145,7 @@ def resolve(models_dir: Path, pointer: str) -> Path:
 def log_event(models_dir: Path, event: str, version: str, **details) -> None:
     """Append one decision to the registry log: what, when, and why."""
     record = {
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "event": event,
         "version": version,
         **details,

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -106,7 +106,7 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
         "rows": len(df),
         "columns": [str(c) for c in df.columns],
         "sha256": digest,
-        "collected_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "collected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(manifest_path, manifest)
     log.info("collected %d rows x %d columns into %s", len(df), df.shape[1], target)

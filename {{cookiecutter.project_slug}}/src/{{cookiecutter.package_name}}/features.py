@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +285,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
                 "test_rows": len(test),
                 "test_size": params.split.test_size,
                 "seed": params.split.seed,
-                "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },
         )
         log.info(
