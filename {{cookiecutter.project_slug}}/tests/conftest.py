@@ -1,6 +1,7 @@
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -26,6 +27,16 @@ def params(project: Paths):
     return load_params(project.params)
 
 
+def quick(params):
+    """The shipped params with fewer folds and resamples: the same code paths, less waiting."""
+    return params.model_copy(
+        update={
+            "cv": params.cv.model_copy(update={"folds": 2}),
+            "evaluation": params.evaluation.model_copy(update={"bootstrap_resamples": 200}),
+        }
+    )
+
+
 def edit_yaml(path: Path, **changes) -> None:
     """Apply top-level or dotted-key changes to a YAML config, as a user would edit it."""
     content = yaml.safe_load(path.read_text())
@@ -36,3 +47,33 @@ def edit_yaml(path: Path, **changes) -> None:
             node = node.setdefault(key, {})
         node[leaf] = value
     path.write_text(yaml.safe_dump(content, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def mixed_project(tmp_path_factory) -> Paths:
+    """A project trained on the sample plus a text category, a date and gaps: every feature
+    kind the service handles. Trained once per test session."""
+    from {{ cookiecutter.package_name }} import data, evaluate, features, task, train
+
+    root = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
+    paths = Paths(root)
+    problem = load_problem(paths.problem)
+    frame = task.SAMPLES[problem.source.name]()
+    first = frame.columns[0]
+    frame["band"] = pd.qcut(frame[first], 3, labels=["low", "mid", "high"]).astype(str)
+    frame["seen_on"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime(
+        "%Y-%m-%d"
+    )
+    frame.loc[::7, first] = None
+    frame.loc[::11, "band"] = None
+    (root / "data" / "external").mkdir(parents=True)
+    frame.to_csv(root / "data" / "external" / "mixed.csv", index=False)
+    edit_yaml(paths.problem, source={"kind": "file", "path": "data/external/mixed.csv"})
+    problem, params = load_problem(paths.problem), quick(load_params(paths.params))
+
+    data.collect(problem, paths.raw, paths.root)
+    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    train.run(paths.processed, paths.models, problem, params)
+    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    return paths

@@ -2,6 +2,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import quick
 
 from {{ cookiecutter.package_name }} import bundle, data, features, train
 
@@ -10,8 +11,7 @@ from {{ cookiecutter.package_name }} import bundle, data, features, train
 def trained(project, problem, params):
     data.collect(problem, project.raw, project.root)
     features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    fast = params.model_copy(update={"cv": params.cv.model_copy(update={"folds": 2})})
-    version = train.run(project.processed, project.models, problem, fast)
+    version = train.run(project.processed, project.models, problem, quick(params))
     return project.models / version
 
 

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from conftest import quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
 from {{ cookiecutter.package_name }}.errors import GateFailed
@@ -67,7 +68,7 @@ def test_the_gate_fails_below_the_success_threshold(problem, params):
 def prepared(project, problem, params):
     data.collect(problem, project.raw, project.root)
     features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    return params.model_copy(update={"cv": params.cv.model_copy(update={"folds": 2})})
+    return quick(params)
 
 
 def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem, prepared):

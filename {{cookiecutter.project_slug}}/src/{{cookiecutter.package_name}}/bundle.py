@@ -1,8 +1,9 @@
 """Model bundles: save, verify and load them, and keep the pointers and the registry log.
 
 A bundle is a folder `models/<version>/` holding the candidate and the baseline in skops
-format (loading it executes no code), the reference statistics and `metadata.json`. The
-metadata records a sha256 per file and a content hash over all of it, checked before loading.
+format (loading it executes no code), the candidate's estimator in ONNX for fast serving
+when it converts, the reference statistics and `metadata.json`. The metadata records a
+sha256 per file and a content hash over all of it, checked before loading.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ METADATA = "metadata.json"
 MODEL = "model.skops"
 BASELINE = "baseline.skops"
 REFERENCE = "reference.json"
+ONNX = "model.onnx"
+REQUIRED = (MODEL, BASELINE, REFERENCE)
 REGISTRY = "registry.jsonl"
 TRUSTED_MODULES = ("builtins", "collections", "numpy", "scipy", "sklearn", __package__)
 
@@ -40,6 +43,7 @@ class Bundle:
     baseline: Any
     metadata: dict
     reference: dict
+    onnx: bytes | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -58,7 +62,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save(models_dir: Path, model, baseline, metadata: dict, reference: dict) -> str:
+def save(
+    models_dir: Path, model, baseline, metadata: dict, reference: dict, onnx: bytes | None = None
+) -> str:
     """Write a new bundle and return its version. A half-written bundle is never visible."""
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = models_dir / f".staging-{os.getpid()}"
@@ -68,7 +74,10 @@ def save(models_dir: Path, model, baseline, metadata: dict, reference: dict) -> 
         sio.dump(model, staging / MODEL)
         sio.dump(baseline, staging / BASELINE)
         (staging / REFERENCE).write_text(json.dumps(reference, indent=2, sort_keys=True) + "\n")
-        files = {name: _sha256(staging / name) for name in (MODEL, BASELINE, REFERENCE)}
+        if onnx is not None:
+            (staging / ONNX).write_bytes(onnx)
+        names = [*REQUIRED, *([ONNX] if onnx is not None else [])]
+        files = {name: _sha256(staging / name) for name in names}
         content = _content_hash(files, {**metadata, "files": files})
         created = datetime.now(timezone.utc)
         version = f"{created:%Y%m%d-%H%M%S}-{content[:8]}"
@@ -91,7 +100,7 @@ def verify(bundle_dir: Path) -> dict:
         raise BundleError(f"{bundle_dir}: no {METADATA}; not a model bundle")
     metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     files = metadata.get("files", {})
-    for name in (MODEL, BASELINE, REFERENCE):
+    for name in sorted({*REQUIRED, *files}):
         path = bundle_dir / name
         if not path.exists():
             raise BundleError(f"{bundle_dir}: {name} is missing")
@@ -120,6 +129,7 @@ def load(bundle_dir: Path) -> Bundle:
         baseline=_load_skops(bundle_dir / BASELINE),
         metadata=metadata,
         reference=json.loads((bundle_dir / REFERENCE).read_text(encoding="utf-8")),
+        onnx=(bundle_dir / ONNX).read_bytes() if ONNX in metadata["files"] else None,
     )
 
 
@@ -138,7 +148,8 @@ def set_pointer(models_dir: Path, name: str, version: str) -> None:
 def resolve(models_dir: Path, pointer: str) -> Path:
     version = read_pointer(models_dir, pointer)
     if version is None:
-        raise BundleError(f"{models_dir / pointer} does not exist: run `train` first")
+        step = "train" if pointer == "candidate" else "train and evaluate"
+        raise BundleError(f"{models_dir / pointer} does not exist: {step} a model first")
     return models_dir / version
 
 

@@ -174,6 +174,7 @@ def run(
     y = test[problem.target.name].to_numpy()
     figures = task.evaluation_figures(y, candidate, figures_dir)
     write_json(reports_dir / "metrics.json", report)
+    write_json(model_bundle.path / "evaluation.json", report)  # beside the bundle, for the service
     (reports_dir / "evaluation.md").write_text(
         _markdown(report, figures, reports_dir), encoding="utf-8"
     )

@@ -110,6 +110,21 @@ def reference_statistics(X: pd.DataFrame, features: dict[str, FeatureKind], pred
     }
 
 
+def export_onnx(pipeline) -> bytes | None:
+    """The fitted estimator (after preprocessing) as ONNX for fast serving, if it converts."""
+    from skl2onnx import to_onnx
+
+    estimator = pipeline[-1]
+    sample = np.zeros((1, estimator.n_features_in_), dtype=np.float32)
+    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
+    try:
+        return to_onnx(estimator, sample, options=options).SerializeToString()
+    except Exception as exc:  # skl2onnx signals unsupported models with many error types
+        name = type(estimator).__name__
+        log.warning("%s does not convert to ONNX (%s); serving uses scikit-learn", name, exc)
+        return None
+
+
 def _versions() -> dict[str, str]:
     packages = ("scikit-learn", "pandas", "numpy", "skops")
     return {"python": platform.python_version(), **{name: version(name) for name in packages}}
@@ -134,7 +149,8 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "library_versions": _versions(),
     }
     reference = reference_statistics(X, features, task.predict(result.model, X))
-    version = bundle.save(models_dir, result.model, result.baseline, metadata, reference)
+    onnx = export_onnx(result.model)
+    version = bundle.save(models_dir, result.model, result.baseline, metadata, reference, onnx)
     bundle.set_pointer(models_dir, "candidate", version)
     bundle.log_event(models_dir, "trained", version, cv=result.cv)
     log.info("saved bundle %s", models_dir / version)

@@ -23,6 +23,7 @@ from sklearn.metrics import (
 )
 
 PROBLEM_TYPE = "classification"
+PREDICTION_METRIC_HELP = "Predicted rows by class."
 
 
 class TargetSpec(BaseModel):
@@ -49,6 +50,14 @@ CANDIDATES = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
 }
 BASELINE_STRATEGIES = ("most_frequent", "prior", "stratified", "uniform")
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers."""
+
+    model_version: str
+    predictions: list[str | int]
+    probabilities: list[dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,35 @@ def predict(model, X: pd.DataFrame) -> Predictions:
     proba = model.predict_proba(X)
     classes = model.classes_
     return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+
+def from_onnx(outputs: list, classes: np.ndarray) -> Predictions:
+    """Predictions from the ONNX estimator's outputs (labels, probabilities)."""
+    proba = np.asarray(outputs[1], dtype=float)
+    return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+
+def same_predictions(a: Predictions, b: Predictions) -> bool:
+    """Same labels, and probabilities equal to ONNX's float32 precision."""
+    return np.array_equal(a.values, b.values) and np.allclose(a.proba, b.proba, atol=1e-5)
+
+
+def response(predictions: Predictions, version: str) -> dict:
+    """The JSON body of a prediction: labels, and class probabilities per row."""
+    classes = [str(c) for c in predictions.classes]
+    return {
+        "model_version": version,
+        "predictions": predictions.values.tolist(),
+        "probabilities": [
+            dict(zip(classes, row, strict=True)) for row in predictions.proba.round(6).tolist()
+        ],
+    }
+
+
+def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, int]:
+    """How many rows got each label, for the service's metrics."""
+    values, counts = np.unique(predictions.values.astype(str), return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
 def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:

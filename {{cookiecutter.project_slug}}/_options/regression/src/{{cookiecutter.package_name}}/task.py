@@ -21,6 +21,7 @@ from sklearn.metrics import (
 )
 
 PROBLEM_TYPE = "regression"
+PREDICTION_METRIC_HELP = "Predicted rows by decile of the training predictions."
 
 
 class TargetSpec(BaseModel):
@@ -46,6 +47,13 @@ CANDIDATES = {
     "hist_gradient_boosting": HistGradientBoostingRegressor,
 }
 BASELINE_STRATEGIES = ("mean", "median")
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers."""
+
+    model_version: str
+    predictions: list[float]
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,29 @@ def cv_splitter(folds: int, seed: int):
 
 def predict(model, X: pd.DataFrame) -> Predictions:
     return Predictions(values=np.asarray(model.predict(X), dtype=float))
+
+
+def from_onnx(outputs: list, classes: None = None) -> Predictions:
+    """Predictions from the ONNX estimator's output."""
+    return Predictions(values=np.asarray(outputs[0], dtype=float).ravel())
+
+
+def same_predictions(a: Predictions, b: Predictions) -> bool:
+    """Equal to ONNX's float32 precision."""
+    return np.allclose(a.values, b.values, rtol=1e-5, atol=1e-6)
+
+
+def response(predictions: Predictions, version: str) -> dict:
+    """The JSON body of a prediction."""
+    return {"model_version": version, "predictions": predictions.values.tolist()}
+
+
+def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, int]:
+    """How many rows fell in each decile of the training predictions, for the metrics."""
+    inner_edges = np.asarray(reference["edges"][1:-1])
+    deciles = np.searchsorted(inner_edges, predictions.values, side="right") + 1
+    values, counts = np.unique(deciles, return_counts=True)
+    return {f"decile_{v}": int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)}
 
 
 def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:

@@ -1,0 +1,282 @@
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
+
+from {{ cookiecutter.package_name }} import bundle, task
+from {{ cookiecutter.package_name }}.api import Settings, create_app
+from {{ cookiecutter.package_name }}.predictor import Predictor, to_frame
+
+
+def settings_for(paths, tmp_path: Path, **changes) -> Settings:
+    return Settings(
+        models_dir=paths.models, prediction_log_path=tmp_path / "predictions.jsonl", **changes
+    )
+
+
+@pytest.fixture
+def client(mixed_project, tmp_path):
+    with TestClient(create_app(settings_for(mixed_project, tmp_path))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def card(mixed_project, tmp_path_factory) -> dict:
+    settings = settings_for(mixed_project, tmp_path_factory.mktemp("card"))
+    with TestClient(create_app(settings)) as client:
+        return client.get("/v1/model").json()
+
+
+@pytest.fixture
+def row(card) -> dict:
+    """A valid request row built from the model card, as a client would."""
+    values = {"numeric": lambda f: f["min"], "categorical": lambda f: f["categories"][0]}
+    return {f["name"]: values.get(f["kind"], lambda f: f["min"])(f) for f in card["features"]}
+
+
+def feature_of(card: dict, kind: str) -> str:
+    return next(f["name"] for f in card["features"] if f["kind"] == kind)
+
+
+def test_health_and_readiness(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["model_version"] == client.get("/v1/model").json()["model_version"]
+
+
+def test_the_model_card_shows_schema_metrics_and_type(card, mixed_project):
+    assert card["problem_type"] == task.PROBLEM_TYPE
+    assert card["model_version"] == bundle.read_pointer(mixed_project.models, "current")
+    kinds = {f["kind"] for f in card["features"]}
+    assert kinds == {"numeric", "categorical", "datetime"}
+    assert card["metrics"]["gate"]["passed"] is True
+    assert card["fast_path"] is True
+
+
+def test_the_openapi_schema_shows_the_real_features(client, card):
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Row"]
+    assert set(schema["properties"]) == {f["name"] for f in card["features"]}
+    assert set(schema["required"]) == set(schema["properties"])
+    assert schema["examples"][0].keys() == schema["properties"].keys()
+
+
+def test_predict_one_row_and_a_batch(client, row):
+    one = client.post("/v1/predict", json={"instances": [row]})
+    assert one.status_code == 200, one.text
+    assert len(one.json()["predictions"]) == 1
+
+    batch = client.post("/v1/predict", json={"instances": [row] * 1000}).json()
+    assert len(batch["predictions"]) == 1000
+    assert batch["model_version"] == one.json()["model_version"]
+    task.PredictResponse.model_validate(batch)
+
+
+def test_missing_values_and_unseen_categories_are_accepted(client, row, card):
+    gaps = dict.fromkeys(row)  # null means missing, for every feature
+    unseen = {**row, feature_of(card, "categorical"): "a category never seen in training"}
+    response = client.post("/v1/predict", json={"instances": [gaps, unseen]})
+    assert response.status_code == 200, response.text
+
+
+BAD_ROWS = {
+    "wrong type": lambda row, card: {**row, feature_of(card, "numeric"): "twelve"},
+    "missing feature": lambda row, card: {
+        k: v for k, v in row.items() if k != feature_of(card, "numeric")
+    },
+    "unknown feature": lambda row, card: {**row, "colour_of_the_sky": 1},
+    "bad date": lambda row, card: {**row, feature_of(card, "datetime"): "31/02/2024"},
+}
+
+
+@pytest.mark.parametrize("case", BAD_ROWS)
+def test_a_bad_row_gets_a_422_naming_the_field(client, row, card, case):
+    bad = BAD_ROWS[case](row, card)
+    response = client.post("/v1/predict", json={"instances": [row, bad]})
+    assert response.status_code == 422
+    locations = [error["loc"] for error in response.json()["detail"]]
+    named = (set(bad) ^ set(row)) | {k for k in row if bad.get(k) != row[k]}
+    assert any(loc[:3] == ["body", "instances", 1] and loc[3] in named for loc in locations)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_rejected(client, row, card, token):
+    name = feature_of(card, "numeric")
+    body = json.dumps({"instances": [{**row, name: 0.0}]}).replace("0.0", token, 1)
+    response = client.post(
+        "/v1/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == name
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "where"),
+    [
+        (b'{"instances": []}', 422, "instances"),
+        (b'{"instances": [', 422, "body"),
+        (b'{"rows": []}', 422, "instances"),
+    ],
+)
+def test_malformed_bodies_get_a_4xx(client, body, status, where):
+    response = client.post(
+        "/v1/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status
+    assert where in json.dumps(response.json()["detail"])
+
+
+def test_a_batch_over_the_limit_is_rejected(mixed_project, tmp_path, row):
+    settings = settings_for(mixed_project, tmp_path, max_batch_rows=5)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/predict", json={"instances": [row] * 6})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "too_long"
+
+
+def test_an_oversized_body_gets_a_413(mixed_project, tmp_path, row):
+    settings = settings_for(mixed_project, tmp_path, max_body_bytes=2048)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/predict", json={"instances": [row] * 50})
+    assert response.status_code == 413
+
+
+def test_the_api_key_guards_v1_but_not_health(mixed_project, tmp_path, row):
+    settings = settings_for(mixed_project, tmp_path, api_key="s3cret")
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/predict", json={"instances": [row]}).status_code == 401
+        wrong = {"X-API-Key": "guess"}
+        assert client.get("/v1/model", headers=wrong).status_code == 401
+        ok = client.post("/v1/predict", json={"instances": [row]}, headers={"X-API-Key": "s3cret"})
+        assert ok.status_code == 200
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 200
+
+
+def test_without_a_model_the_service_stays_up_and_not_ready(tmp_path):
+    settings = Settings(models_dir=tmp_path / "models", prediction_log=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "does not exist" in ready.json()["reason"]
+        assert client.post("/v1/predict", json={"instances": [{}]}).status_code == 503
+
+
+def test_a_corrupt_model_is_refused_with_the_reason(mixed_project, tmp_path):
+    models = tmp_path / "models"
+    version = bundle.read_pointer(mixed_project.models, "current")
+    shutil.copytree(mixed_project.models / version, models / version)
+    bundle.set_pointer(models, "current", version)
+    with (models / version / bundle.MODEL).open("ab") as handle:
+        handle.write(b"tampered")
+    with TestClient(create_app(Settings(models_dir=models, prediction_log=False))) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert "sha256" in ready.json()["reason"]
+
+
+def test_predictions_are_logged_and_counted(mixed_project, tmp_path, row):
+    settings = settings_for(mixed_project, tmp_path)
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            client.post("/v1/predict", json={"instances": [row, row]})
+        metrics = client.get("/metrics").text
+    records = [json.loads(line) for line in settings.prediction_log_path.read_text().splitlines()]
+    assert len(records) == 3
+    assert records[0]["inputs"][0].keys() == row.keys()
+    assert len(records[0]["outputs"]) == 2
+    assert 'http_requests_total{route="/v1/predict",status="200"} 3.0' in metrics
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("predictions_total{")
+    )
+    assert counted == 6
+
+
+def test_the_fast_path_gives_the_reference_predictions(mixed_project):
+    predictor = Predictor(bundle.load(bundle.resolve(mixed_project.models, "current")))
+    assert predictor.fast is not None
+    test = pd.read_parquet(mixed_project.processed / "test.parquet")
+    rows = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in test[[f["name"] for f in predictor.schema]].to_dict("records")
+    ]
+    assert task.same_predictions(predictor.fast.predict(rows), predictor.reference(rows))
+    assert to_frame(rows, predictor.schema).shape == (len(rows), len(predictor.schema))
+
+
+@pytest.fixture
+def api_schema(mixed_project, tmp_path):
+    app = create_app(settings_for(mixed_project, tmp_path))
+    with TestClient(app):  # runs the lifespan, so the model is loaded
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+def test_generated_requests_never_get_a_5xx_and_match_the_schema(api_schema):
+    checks = [not_a_server_error, response_schema_conformance]
+    for operation in api_schema.get_all_operations():
+
+        @given(case=operation.ok().as_strategy())
+        @settings(
+            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def exchange(case):
+            case.call_and_validate(checks=checks)
+
+        exchange()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_real_server_answers_on_loopback(mixed_project, tmp_path, row):
+    port = free_port()
+    env = {
+        **os.environ,
+        "SERVICE_MODELS_DIR": str(mixed_project.models),
+        "SERVICE_PREDICTION_LOG": "false",
+    }
+    command = [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.api:create_app", "--factory"]
+    server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready within 60 s"
+            time.sleep(0.2)
+        request = urllib.request.Request(
+            f"{base}/v1/predict",
+            data=json.dumps({"instances": [row] * 3}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read())
+        assert len(body["predictions"]) == 3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
