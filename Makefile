@@ -35,6 +35,7 @@ lint: $(BIN)/cookiecutter ## Lint the template's own Python
 	$(BIN)/ruff check hooks tests benchmarks
 	$(BIN)/ruff format --check hooks tests benchmarks
 
-bench: $(BIN)/cookiecutter ## Print render and pipeline timings
+bench: $(BIN)/cookiecutter ## Print render, pipeline and serving timings
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_serve.py

@@ -104,6 +104,13 @@ def check_project(result) -> Path:
         if marker in text
     ]
     assert not residue, f"unrendered template markers: {residue}"
+    # pre-commit's end-of-file-fixer would rewrite these on the user's first commit.
+    endings = [
+        str(path.relative_to(project))
+        for path, text in texts.items()
+        if text and (not text.endswith("\n") or text.endswith("\n\n"))
+    ]
+    assert not endings, f"files not ending in exactly one newline: {endings}"
     assert_python_compiles(project)
     for path in texts:
         if path.suffix == ".toml":

@@ -197,8 +197,8 @@ def test_predictions_are_logged_and_counted(mixed_project, tmp_path, row):
         metrics = client.get("/metrics").text
     records = [json.loads(line) for line in settings.prediction_log_path.read_text().splitlines()]
     assert len(records) == 3
-    assert records[0]["inputs"][0].keys() == row.keys()
-    assert len(records[0]["outputs"]) == 2
+    assert records[0]["request"]["instances"][0] == row
+    assert len(records[0]["response"]["predictions"]) == 2
     assert 'http_requests_total{route="/v1/predict",status="200"} 3.0' in metrics
     counted = sum(
         float(line.rsplit(" ", 1)[1])

@@ -91,7 +91,15 @@ class FastPath:
         self.schema = schema
         self.classes = getattr(pipeline, "classes_", None)
         self._compile(pipeline[:-1], schema)
-        self.session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # One request is microseconds of work: a thread pool would only add hand-offs, and
+        # its idle threads spin on the cores that the event loop needs.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            onnx, sess_options=options, providers=["CPUExecutionProvider"]
+        )
         self.input = self.session.get_inputs()[0].name
         self._check(pipeline)
 
@@ -122,10 +130,21 @@ class FastPath:
             elif not np.allclose(out[: len(values), dims], [_date_parts(d) for d in values]):
                 raise FastPathMismatch(f"{name}: date parts do not match the pipeline")
             self.columns.append(column)
+        scalars = [c for c in self.columns if c.kind == "numeric" and c.dims.size == 1]
+        self.other_columns = [c for c in self.columns if c not in scalars]
+        self.scalar_names = [c.name for c in scalars]
+        self.scalar_dims = np.array([c.dims[0] for c in scalars], dtype=int)
+        self.scalar_slope = np.array([c.slope[0] for c in scalars])
+        self.scalar_intercept = np.array([c.intercept[0] for c in scalars])
+        self.scalar_missing = np.array([c.missing[0] for c in scalars])
 
     def features(self, rows: Sequence[Row]) -> np.ndarray:
         X = np.tile(self.base, (len(rows), 1))
-        for column in self.columns:
+        if self.scalar_names:  # numeric features with one output each, in one array operation
+            x = np.array([[row.get(n) for n in self.scalar_names] for row in rows], dtype=float)
+            scaled = x * self.scalar_slope + self.scalar_intercept
+            X[:, self.scalar_dims] = np.where(np.isnan(x), self.scalar_missing, scaled)
+        for column in self.other_columns:
             column.fill(X, [row.get(column.name) for row in rows])
         return X
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +154,7 @@ def response(predictions: Predictions, version: str) -> dict:
 
 def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, int]:
     """How many rows got each label, for the service's metrics."""
-    values, counts = np.unique(predictions.values.astype(str), return_counts=True)
-    return dict(zip(values.tolist(), counts.tolist(), strict=True))
+    return dict(Counter(map(str, predictions.values.tolist())))
 
 
 def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
