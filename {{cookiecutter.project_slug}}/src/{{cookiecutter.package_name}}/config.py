@@ -136,8 +136,19 @@ class GateParams(_Strict):
     require_significant: bool = True
 
 
+class MonitoringParams(_Strict):
+    min_rows: int = Field(100, ge=1)
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alarm: float = Field(0.2, gt=0)
+    alpha: float = Field(0.01, gt=0, lt=1)
+    ks_min_statistic: float = Field(0.1, gt=0, le=1)
+    max_unseen_share: float = Field(0.05, ge=0, le=1)
+    max_missing_change: float = Field(0.1, ge=0, le=1)
+    max_metric_drop: float = Field(0.1, ge=0)
+
+
 class Params(_Strict):
-    """configs/params.yaml: every knob of stages 3 to 5."""
+    """configs/params.yaml: every knob of stages 3 to 5, and of the drift monitor (stage 7)."""
 
     split: SplitParams = SplitParams()
     preprocessing: PreprocessingParams = PreprocessingParams()
@@ -147,6 +158,7 @@ class Params(_Strict):
     cv: CvParams = CvParams()
     evaluation: EvaluationParams = EvaluationParams()
     gate: GateParams = GateParams()
+    monitoring: MonitoringParams = MonitoringParams()
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,7 @@ class DataError(ProjectError):
 
 class GateFailed(ProjectError):
     """The candidate did not pass the evaluation gate: go back to stage 4."""
+
+
+class DriftDetected(ProjectError):
+    """The drift monitor found recent data past a threshold in configs/params.yaml."""
