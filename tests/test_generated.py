@@ -8,7 +8,13 @@ configs/problem.yaml.
 
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +203,154 @@ def test_other_python_versions_install_and_pass_their_tests(problem_type, python
     version = sh(project, python_of(project), "-c", "import sys; print(sys.version)").stdout
     assert version.startswith(python_version)
     sh(project, "make", "test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Service:
+    """The generated project's `make serve`, on a free loopback port, with an API key."""
+
+    key = "cycle-test-key"
+
+    def __init__(self, project: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**user_env(), "SERVICE_API_KEY": self.key, "SERVICE_RELOAD_INTERVAL": "0.5"}
+        self.process = subprocess.Popen(
+            ["make", "serve", f"PORT={self.port}"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.wait_for(lambda: self.call("GET", "/ready")[0] == 200, "ready")
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"content-type": "application/json", "x-api-key": self.key},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+        except OSError:
+            return 0, {}
+
+    def version(self) -> str:
+        return self.call("GET", "/v1/model")[1]["model_version"]
+
+    def wait_for(self, condition, what: str, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.process.poll() is None, "the service exited"
+            assert time.monotonic() < deadline, f"the service was not {what} within {seconds} s"
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
+    """train -> serve -> log -> monitor (quiet) -> drift -> monitor (alarm) -> retrain ->
+    promote -> the service follows -> rollback -> the dashboard in Chromium."""
+    python, package = python_of(installed), project_package(installed)
+    if not (installed / "models" / "current").exists():  # when run on its own
+        sh(installed, "make", "pipeline")
+    train = pd.read_parquet(installed / "data" / "processed" / "train.parquet")
+    features = json.loads((installed / "data" / "processed" / "features.json").read_text())
+    names = [name for name, _ in features["features"]]
+    numeric = next(name for name, kind in features["features"] if kind == "numeric")
+    records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
+    rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
+
+    service = Service(installed)
+    try:
+        first = service.version()
+        for start in range(0, 300, 50):  # traffic like the training data
+            assert (
+                service.call("POST", "/v1/predict", {"instances": rows[start : start + 50]})[0]
+                == 200
+            )
+        time.sleep(1)  # the prediction log is written in batches
+        quiet = subprocess.run(
+            [python, "-m", package, "monitor"],
+            cwd=installed,
+            env=user_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+
+        shift = 5 * float(train[numeric].std())
+        drifted = [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows]
+        for start in range(0, 300, 50):
+            assert (
+                service.call("POST", "/v1/predict", {"instances": drifted[start : start + 50]})[0]
+                == 200
+            )
+        time.sleep(1)
+        alarm = subprocess.run(
+            [python, "-m", package, "monitor", "--last", "6"],
+            cwd=installed,
+            env=user_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert alarm.returncode == 1, alarm.stdout + alarm.stderr
+        assert numeric in alarm.stdout + alarm.stderr
+
+        time.sleep(1.1)  # a new version name: versions carry the time to the second
+        sh(installed, python, "-m", package, "retrain")
+        second = (installed / "models" / "current").read_text().strip()
+        assert second != first
+        service.wait_for(lambda: service.version() == second, "serving the retrained model")
+
+        sh(installed, python, "-m", package, "models", "rollback", "--reason", "cycle test")
+        service.wait_for(lambda: service.version() == first, "serving the previous model")
+        listed = sh(installed, python, "-m", package, "models", "list").stdout
+        assert first in listed
+        assert second in listed
+
+        check_dashboard_in_chromium(service, first, installed.name)
+    finally:
+        service.stop()
+
+
+ARTIFACTS = TEMPLATE_DIR / "artifacts"
+
+
+def check_dashboard_in_chromium(service: Service, version: str, name: str) -> None:
+    """The page loads in real headless Chromium, shows the version and the drift status,
+    and logs no console errors. The screenshot is kept in artifacts/."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(extra_http_headers={"X-API-Key": service.key})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            response = page.goto(f"{service.base}/dashboard")
+            assert response is not None
+            assert response.status == 200
+            assert page.inner_text("#model-version") == version
+            assert page.inner_text("#drift-status") == "drift"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert errors == []

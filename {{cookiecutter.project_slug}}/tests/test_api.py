@@ -12,19 +12,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import schemathesis
+from conftest import quick
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from {{ cookiecutter.package_name }} import bundle, task
+from {{ cookiecutter.package_name }} import bundle, evaluate, registry, task, train
 from {{ cookiecutter.package_name }}.api import Settings, create_app
+from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.predictor import Predictor, to_frame
 
 
 def settings_for(paths, tmp_path: Path, **changes) -> Settings:
-    return Settings(
-        models_dir=paths.models, prediction_log_path=tmp_path / "predictions.jsonl", **changes
-    )
+    defaults = {"models_dir": paths.models, "prediction_log_path": tmp_path / "predictions.jsonl"}
+    return Settings(**{**defaults, **changes})
 
 
 @pytest.fixture
@@ -280,3 +281,62 @@ def test_a_real_server_answers_on_loopback(mixed_project, tmp_path, row):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_promotion_and_rollback_reach_the_running_service(mixed_project, tmp_path, row):
+    models = tmp_path / "models"
+    shutil.copytree(mixed_project.models, models)
+    problem, params = load_problem(mixed_project.problem), quick(load_params(mixed_project.params))
+    settings = settings_for(mixed_project, tmp_path, models_dir=models, reload_interval=0.2)
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/v1/model").json()["model_version"]
+        time.sleep(1)  # a new version name: versions carry the time to the second
+        new = train.run(mixed_project.processed, models, problem, params)
+        evaluate.run(mixed_project.processed, models, tmp_path / "reports", problem, params)
+
+        assert client.post("/v1/reload").json() == {"model_version": new, "changed": True}
+        answer = client.post("/v1/predict", json={"instances": [row]}).json()
+        assert answer["model_version"] == new
+
+        assert registry.rollback(models, reason="test") == first
+        deadline = time.monotonic() + 10
+        while client.get("/ready").json()["model_version"] != first:
+            assert time.monotonic() < deadline, "the service did not follow the rollback"
+            time.sleep(0.1)
+
+
+def test_the_dashboard_shows_the_model_metrics_drift_and_history(mixed_project, tmp_path, row):
+    reports = tmp_path / "reports"
+    (reports / "monitoring").mkdir(parents=True)
+    drift = {
+        "time": "2024-05-01T00:00:00+00:00",
+        "rows": 500,
+        "drift": True,
+        "drifted": ["band"],
+        "features": [
+            {
+                "name": "band",
+                "kind": "categorical",
+                "status": "drift",
+                "psi": 0.9,
+                "missing_rate_change": 0.0,
+                "reasons": ["PSI 0.90 >= 0.20"],
+            },
+        ],
+        "predictions": {"status": "ok", "psi": 0.01, "reasons": []},
+    }
+    (reports / "monitoring" / "latest.json").write_text(json.dumps(drift))
+    settings = settings_for(mixed_project, tmp_path, reports_dir=reports, api_key="s3cret")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/dashboard").status_code == 401
+        client.post("/v1/predict", json={"instances": [row]}, headers={"X-API-Key": "s3cret"})
+        page = client.get("/dashboard", auth=("operator", "s3cret"))
+        runbook = client.get("/dashboard/runbook", headers={"X-API-Key": "s3cret"})
+    assert page.status_code == 200
+    html = page.text
+    assert bundle.read_pointer(mixed_project.models, "current") in html
+    assert 'id="drift-status" class="badge drift">drift<' in html
+    assert "PSI 0.90" in html
+    assert "/v1/predict" in html  # traffic counts
+    assert "promoted" in html  # registry history
+    assert runbook.status_code == 200

@@ -54,6 +54,18 @@ def test_the_gate_fails_when_the_interval_includes_zero(problem, params):
     assert "includes zero" in reason
 
 
+def test_the_gate_fails_a_candidate_worse_than_the_serving_model(problem, params):
+    m = problem.metric
+    good = better(problem.success_threshold, 0.05, m)
+    base = better(good, -0.3, m)
+    lift = good - base
+    result = report(good, base, (lift / 2, lift * 2), m)
+    result["champion"] = {"version": "v-serving", "score": better(good, 0.01, m)}
+    passed, reason = evaluate.gate(result, problem, params)
+    assert not passed
+    assert "worse than the serving model v-serving" in reason
+
+
 def test_the_gate_fails_below_the_success_threshold(problem, params):
     m = problem.metric
     weak = better(problem.success_threshold, -0.01, m)

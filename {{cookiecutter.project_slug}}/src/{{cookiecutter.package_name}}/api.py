@@ -5,6 +5,9 @@ the real feature names, types and categories. Run it with `make serve`, or
 `uvicorn {{ cookiecutter.package_name }}.api:create_app --factory`.
 """
 
+import asyncio
+import base64
+import contextlib
 import hmac
 import json
 import logging
@@ -19,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -30,7 +33,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from . import bundle, task
+from . import bundle, dashboard, task
 from .predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(5_000_000, ge=1024)
     prediction_log: bool = True
     prediction_log_path: Path = Path("logs/predictions.jsonl")
+    reload_interval: float = Field(10.0, ge=0)  # seconds between pointer checks; 0 turns off
+    reports_dir: Path = Path("reports")  # the dashboard shows reports/monitoring/latest.json
+    docs_dir: Path = Path("docs")  # the dashboard links the runbook found here
 
 
 def row_model(schema: list[dict]) -> type[BaseModel]:
@@ -266,18 +272,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics = Metrics()
 
+    def load_current() -> tuple[Predictor, dict | None]:
+        loaded = bundle.load(bundle.resolve(settings.models_dir, "current"))
+        if schema is None or loaded.metadata["features"] != schema:
+            raise bundle.BundleError(
+                f"{loaded.version} has other features than this process was started with; "
+                "restart the service to serve it"
+            )
+        return Predictor(loaded), _read_evaluation(loaded.path)
+
+    async def reload(app: FastAPI) -> bool:
+        """Serve the bundle `models/current` names, if it changed. Loading and verifying
+        happen off the event loop; requests keep the old model until one reference swap."""
+        version = bundle.read_pointer(settings.models_dir, "current")
+        served = app.state.predictor
+        if version is None or (served is not None and served.version == version):
+            return False
+        try:
+            app.state.predictor, app.state.evaluation = await asyncio.to_thread(load_current)
+        except Exception as exc:
+            app.state.reload_error = f"{version}: {exc}"
+            log.error("kept serving %s; could not load %s", served and served.version, exc)
+            raise
+        app.state.reason, app.state.reload_error = "", None
+        log.info("now serving %s", version)
+        return True
+
+    async def watch(app: FastAPI) -> None:
+        """Follow promotions and rollbacks without a restart."""
+        while True:
+            await asyncio.sleep(settings.reload_interval)
+            pointed = bundle.read_pointer(settings.models_dir, "current")
+            if app.state.reload_error and app.state.reload_error.startswith(f"{pointed}:"):
+                continue  # this version already failed; wait for the pointer to move
+            with contextlib.suppress(Exception):
+                await reload(app)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.predictor, app.state.reason = None, "model not loaded yet"
+        app.state.predictor, app.state.evaluation = None, None
+        app.state.reason, app.state.reload_error = "model not loaded yet", None
         try:
-            loaded = bundle.load(bundle.resolve(settings.models_dir, "current"))
-            if schema is None or loaded.metadata["features"] != schema:
-                raise bundle.BundleError("the current bundle changed during start-up; restart")
-            app.state.predictor = Predictor(loaded)
-            app.state.evaluation = _read_evaluation(loaded.path)
-            log.info(
-                "serving %s (fast path: %s)", loaded.version, app.state.predictor.fast is not None
-            )
+            app.state.predictor, app.state.evaluation = load_current()
+            fast = app.state.predictor.fast is not None
+            log.info("serving %s (fast path: %s)", app.state.predictor.version, fast)
         except bundle.BundleError as exc:
             app.state.reason = str(exc)
             log.error("model not loaded, /ready answers 503: %s", exc)
@@ -287,7 +325,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.log = (
             PredictionLog(settings.prediction_log_path) if settings.prediction_log else None
         )
+        watcher = asyncio.create_task(watch(app)) if settings.reload_interval > 0 else None
         yield
+        if watcher:
+            watcher.cancel()
         if app.state.log:
             app.state.log.close()
 
@@ -370,9 +411,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if request.app.state.log:
             stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
             # Both bodies are JSON already: the log line is spliced, not serialised again.
+            # A raw newline in valid JSON can only be whitespace: flatten it to keep one line.
+            body = raw.replace(b"\n", b" ").replace(b"\r", b" ")
             line = b'{"time": "%s", "request": %s, "response": %s}\n' % (
                 stamp.encode(),
-                raw,
+                body,
                 payload,
             )
             if not request.app.state.log.append(line):
@@ -383,6 +426,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # pydantic-core straight from bytes, skipping FastAPI's per-parameter machinery, which
     # would otherwise cost more than the prediction. Its OpenAPI entry is written below.
     app.router.add_route("/v1/predict", predict, methods=["POST"])
+
+    @app.post("/v1/reload", dependencies=guarded)
+    async def reload_model(request: Request) -> JSONResponse:
+        """Serve the bundle `models/current` names now, instead of at the next check."""
+        try:
+            changed = await reload(request.app)
+        except Exception as exc:
+            return JSONResponse(
+                {"detail": f"reload failed, still serving the old model: {exc}"}, 409
+            )
+        served = request.app.state.predictor
+        return JSONResponse({"model_version": served.version, "changed": changed})
+
+    async def operator(request: Request) -> None:
+        """The dashboard takes the key as X-API-Key or as a browser's Basic password."""
+        if not expected_key:
+            return
+        given = request.headers.get("x-api-key")
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError):
+                given = base64.b64decode(credentials).decode().partition(":")[2]
+        if not (given and hmac.compare_digest(given.encode(), expected_key)):
+            raise HTTPException(
+                401,
+                "the dashboard needs the API key",
+                {"WWW-Authenticate": 'Basic realm="dashboard"'},
+            )
+
+    @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(operator)])
+    async def operator_dashboard(request: Request) -> HTMLResponse:
+        """The operator dashboard: model, metrics, drift, traffic, registry, runbook."""
+        page = dashboard.render(
+            request.app.state, metrics, settings.models_dir, settings.reports_dir
+        )
+        return HTMLResponse(page)
+
+    @app.get("/dashboard/runbook", response_class=HTMLResponse, dependencies=[Depends(operator)])
+    async def operator_runbook() -> HTMLResponse:
+        return HTMLResponse(dashboard.runbook(settings.docs_dir))
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -81,7 +81,11 @@ def save(
         content = _content_hash(files, {**metadata, "files": files})
         created = datetime.now(timezone.utc)
         version = f"{created:%Y%m%d-%H%M%S}-{content[:8]}"
-        full = {**metadata, "version": version, "created_at": created.isoformat(timespec="seconds")}
+        full = {
+            **metadata,
+            "version": version,
+            "created_at": created.isoformat(timespec="milliseconds"),
+        }
         full["files"] = files
         full["content_sha256"] = _content_hash(files, full)
         (staging / METADATA).write_text(

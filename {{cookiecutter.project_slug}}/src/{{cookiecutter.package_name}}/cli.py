@@ -1,19 +1,23 @@
-"""One command line for every stage: `{{ cookiecutter.package_name }} collect|validate|prepare|eda|train|evaluate|pipeline`."""
+"""One command line for every stage of the workflow, from `collect` to `monitor` and `retrain`.
+
+`{{ cookiecutter.package_name }} --help` lists the commands; the Makefile calls them.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import typer
 
-from . import data, eda, evaluate, features, train
+from . import data, eda, evaluate, features, monitor, registry, train
 from .config import Paths, load_params, load_problem
-from .errors import GateFailed, ProjectError
+from .errors import DriftDetected, GateFailed, ProjectError
 
 app = typer.Typer(
-    help="The ML workflow, stage by stage: collect, validate, prepare, eda, train, evaluate.",
+    help="The ML workflow, stage by stage: from collect to evaluate, then monitor and retrain.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -89,6 +93,95 @@ def pipeline(root: Path = ROOT) -> None:
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
 
 
+LOG = typer.Option(
+    monitor.DEFAULT_LOG, "--log", help="The service's prediction log, relative to --root."
+)
+DATA = typer.Option(
+    None,
+    "--data",
+    help="A CSV or Parquet file of recent rows instead of the log, relative to --root. "
+    "If it has the target column, performance is checked too.",
+)
+
+
+@app.command("monitor")
+def monitor_command(
+    root: Path = ROOT,
+    log_path: Path = LOG,
+    data_path: Path | None = DATA,
+    last: int | None = typer.Option(None, "--last", min=1, help="Only the last N records."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only log records from this ISO time on (UTC without an offset)."
+    ),
+) -> None:
+    """Stage 7: compare recent inputs and predictions with the training data; exit 1 on drift."""
+    paths, _, params = _context(root)
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO time: {since!r}", param_hint="--since") from exc
+    report = monitor.run(
+        paths.models,
+        paths.reports / "monitoring",
+        params.monitoring,
+        log_path=paths.root / log_path,
+        data_path=paths.root / data_path if data_path else None,
+        last=last,
+        since=start,
+    )
+    if report["drift"]:
+        raise DriftDetected(report["summary"])
+
+
+@app.command()
+def retrain(root: Path = ROOT) -> None:
+    """Stage 7: collect the source again, train a candidate and promote it only through the
+    gate, which also compares it with the serving model on the same fixed test set."""
+    paths, problem, params = _context(root)
+    data.collect(problem, paths.raw, paths.root, force=True)  # the old snapshot is archived
+    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    train.run(paths.processed, paths.models, problem, params)
+    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+
+
+models = typer.Typer(help="Stage 7: the model registry in models/.", no_args_is_help=True)
+app.add_typer(models, name="models")
+
+
+@models.command("list")
+def models_list(root: Path = ROOT) -> None:
+    """Every bundle, newest first, with its test score, gate verdict and pointers."""
+    rows = registry.versions(Paths(root.resolve()).models)
+    for row in rows:
+        marks = " ".join(name for name in ("current", "candidate") if row[name])
+        score = "" if row["test_score"] is None else f"{row['metric']}={row['test_score']:.4f}"
+        gate = {True: "passed", False: "failed", None: "not evaluated"}[row["gate"]]
+        typer.echo(f"{row['version']}  {row['model']:<24} {score:<18} gate {gate:<13} {marks}")
+    if not rows:
+        typer.echo("no bundles yet: run `train`")
+
+
+@models.command("promote")
+def models_promote(
+    version: str,
+    root: Path = ROOT,
+    reason: str = typer.Option("manual promotion", help="Why; written to the registry log."),
+    force: bool = typer.Option(False, "--force", help="Promote even without a passed gate."),
+) -> None:
+    """Serve VERSION: point models/current at it (the running service follows)."""
+    registry.promote(Paths(root.resolve()).models, version, reason, force=force)
+    typer.echo(f"models/current -> {version}")
+
+
+@models.command("rollback")
+def models_rollback(
+    root: Path = ROOT,
+    reason: str = typer.Option("manual rollback", help="Why; written to the registry log."),
+) -> None:
+    """Serve the version that was current before this one."""
+    typer.echo(f"models/current -> {registry.rollback(Paths(root.resolve()).models, reason)}")
+
+
 def main() -> None:
     """Entry point: readable logs, and one line instead of a traceback for known errors."""
     logging.basicConfig(
@@ -98,7 +191,7 @@ def main() -> None:
     )
     try:
         app()
-    except GateFailed as exc:
+    except (GateFailed, DriftDetected) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except ProjectError as exc:

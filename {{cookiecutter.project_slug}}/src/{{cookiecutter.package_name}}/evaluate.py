@@ -49,6 +49,23 @@ def bootstrap_primary(
     }
 
 
+def champion_score(
+    models_dir: Path, candidate_version: str, test: pd.DataFrame, problem: ProblemConfig
+) -> dict | None:
+    """The serving model's primary metric on the same test set, if another model serves."""
+    version = bundle.read_pointer(models_dir, "current")
+    if version is None or version == candidate_version:
+        return None
+    champion = bundle.load(models_dir / version)
+    names = [f["name"] for f in champion.metadata["features"]]
+    if not set(names) <= set(test.columns):
+        log.warning("the current model %s expects other features; not compared", version)
+        return None
+    y = test[problem.target.name].to_numpy()
+    score = task.METRICS[problem.metric].compute(y, task.predict(champion.model, test[names]))
+    return {"version": version, "score": score}
+
+
 def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, str]:
     """Does the candidate beat the baseline and meet the success threshold?"""
     primary = report["primary"]
@@ -62,6 +79,12 @@ def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, st
         return False, (
             f"candidate {name} {candidate:.4f} does not beat baseline {baseline:.4f} "
             f"by more than {params.gate.min_improvement:g}"
+        )
+    champion = report.get("champion")
+    if champion and sign * (candidate - champion["score"]) < 0:
+        return False, (
+            f"candidate {name} {candidate:.4f} is worse than the serving model "
+            f"{champion['version']} ({champion['score']:.4f})"
         )
     if params.gate.require_significant and not lower_bound > 0:
         return False, (
@@ -166,6 +189,7 @@ def run(
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
     _, test, _ = read_processed(processed_dir)
     report, candidate = evaluate(model_bundle, test, problem, params)
+    report["champion"] = champion_score(models_dir, model_bundle.version, test, problem)
     passed, reason = gate(report, problem, params)
     report["gate"] = {"passed": passed, "reason": reason}
 

@@ -1,0 +1,82 @@
+"""Stage 7: the operator dashboard, rendered on the server from what the service knows.
+
+One page for the people who run the model: which version serves, how it scored against
+the baseline, the latest drift report, traffic, the registry history, and the runbook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markdown_it import MarkdownIt
+
+from . import registry, task
+
+_templates = Environment(
+    loader=PackageLoader(__package__, "templates"), autoescape=select_autoescape(["html"])
+)
+ALERTS = ("Drift alarm", "Evaluation gate failure", "Service not ready", "High latency")
+
+
+def _samples(metric) -> list:
+    return [s for family in metric.collect() for s in family.samples if s.name.endswith("_total")]
+
+
+def traffic(metrics) -> dict:
+    """Request and prediction counts since the process started, from the Prometheus metrics."""
+    requests = [
+        {"route": s.labels["route"], "status": s.labels["status"], "count": int(s.value)}
+        for s in _samples(metrics.requests)
+    ]
+    predictions = [
+        {"value": s.labels["value"], "count": int(s.value)} for s in _samples(metrics.predictions)
+    ]
+    return {
+        "requests": sorted(requests, key=lambda r: (r["route"], r["status"])),
+        "predictions": sorted(predictions, key=lambda p: p["value"]),
+    }
+
+
+def latest_drift(reports_dir: Path) -> dict | None:
+    path = reports_dir / "monitoring" / "latest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
+    served = state.predictor
+    evaluation = state.evaluation
+    metric_rows = []
+    if evaluation:
+        metric_rows = [
+            {
+                "name": name,
+                "baseline": evaluation["baseline"][name],
+                "candidate": evaluation["candidate"][name],
+                "greater_is_better": task.METRICS[name].greater_is_better,
+            }
+            for name in evaluation["candidate"]
+        ]
+    return _templates.get_template("dashboard.html").render(
+        problem_type=task.PROBLEM_TYPE,
+        served=served,
+        reason=state.reason,
+        reload_error=state.reload_error,
+        evaluation=evaluation,
+        metric_rows=metric_rows,
+        drift=latest_drift(reports_dir),
+        traffic=traffic(metrics),
+        history=list(reversed(registry.history(models_dir)))[:20],
+        alerts=ALERTS,
+    )
+
+
+def runbook(docs_dir: Path) -> str:
+    path = docs_dir / "runbook.md"
+    body = (
+        MarkdownIt().render(path.read_text(encoding="utf-8"))
+        if path.exists()
+        else f"<p>{path} is not deployed with this service.</p>"
+    )
+    return _templates.get_template("runbook.html").render(body=body)

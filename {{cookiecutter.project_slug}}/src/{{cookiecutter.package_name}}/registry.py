@@ -1,0 +1,90 @@
+"""Stage 7: the model registry: versions on disk, the `current` pointer, promotion, rollback.
+
+Every bundle stays in `models/<version>/`; `models/current` names the served one and is
+replaced atomically, so a reader sees the old version or the new one, never half of it.
+`models/registry.jsonl` records each decision; rollback follows it back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import bundle
+from .errors import ProjectError
+
+PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+
+
+def history(models_dir: Path) -> list[dict]:
+    """Every logged decision, oldest first."""
+    path = models_dir / bundle.REGISTRY
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def evaluation(models_dir: Path, version: str) -> dict | None:
+    path = models_dir / version / "evaluation.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def versions(models_dir: Path) -> list[dict]:
+    """Each bundle with its creation time, model, gate verdict and pointers, newest first."""
+    current = bundle.read_pointer(models_dir, "current")
+    candidate = bundle.read_pointer(models_dir, "candidate")
+    rows = []
+    for meta_path in models_dir.glob(f"*/{bundle.METADATA}"):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        report = evaluation(models_dir, meta["version"])
+        primary = report["primary"] if report else None
+        rows.append(
+            {
+                "version": meta["version"],
+                "created_at": meta["created_at"],
+                "model": meta["model"]["name"],
+                "metric": primary["metric"] if primary else None,
+                "test_score": primary["candidate"] if primary else None,
+                "gate": None if report is None else report["gate"]["passed"],
+                "current": meta["version"] == current,
+                "candidate": meta["version"] == candidate,
+            }
+        )
+    return sorted(rows, key=lambda row: row["created_at"], reverse=True)
+
+
+def _served_stack(models_dir: Path) -> list[str]:
+    """Versions in the order they were put into service, with rollbacks undone."""
+    stack: list[str] = []
+    for event in history(models_dir):
+        if event["event"] == PROMOTED and (not stack or stack[-1] != event["version"]):
+            stack.append(event["version"])
+        elif event["event"] == ROLLED_BACK and stack:
+            stack.pop()
+    return stack
+
+
+def promote(models_dir: Path, version: str, reason: str, force: bool = False) -> None:
+    """Point `current` at `version` after verifying it; it must have passed the gate."""
+    bundle.verify(models_dir / version)
+    report = evaluation(models_dir, version)
+    if not force and not (report and report["gate"]["passed"]):
+        raise ProjectError(
+            f"{version} has not passed the evaluation gate; run `evaluate` on it, "
+            "or pass --force to promote it anyway (the reason is logged)"
+        )
+    bundle.set_pointer(models_dir, "current", version)
+    bundle.log_event(models_dir, PROMOTED, version, reason=reason, forced=force)
+
+
+def rollback(models_dir: Path, reason: str) -> str:
+    """Return `current` to the version served before it; returns that version."""
+    stack = _served_stack(models_dir)
+    current = bundle.read_pointer(models_dir, "current")
+    if len(stack) < 2 or stack[-1] != current:
+        raise ProjectError("nothing to roll back to: no earlier promoted version in the registry")
+    previous = stack[-2]
+    bundle.verify(models_dir / previous)
+    bundle.set_pointer(models_dir, "current", previous)
+    bundle.log_event(models_dir, ROLLED_BACK, previous, reason=reason, replaced=current)
+    return previous
