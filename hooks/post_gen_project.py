@@ -58,6 +58,7 @@ def next_steps() -> str:
             f"  cd {SLUG}",
             "  make setup      # create the virtual environment and install",
             "  make pipeline   # collect, EDA, train and evaluate on the sample data",
+            "  make serve      # serve the model that passed the gate, docs at /docs",
             f"The sample data is {SAMPLE_DATA.get(PROBLEM_TYPE, 'bundled with the project')}.",
             "To use your own data, edit configs/problem.yaml.",
         ]
