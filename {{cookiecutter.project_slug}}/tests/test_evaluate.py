@@ -1,5 +1,7 @@
 import json
+import time
 
+import pandas as pd
 import pytest
 from conftest import quick
 
@@ -66,6 +68,23 @@ def test_the_gate_fails_a_candidate_worse_than_the_serving_model(problem, params
     assert "worse than the serving model v-serving" in reason
 
 
+def test_the_gate_fails_a_candidate_worse_on_the_recent_holdout(problem, params):
+    m = problem.metric
+    good = better(problem.success_threshold, 0.05, m)
+    base = better(good, -0.3, m)
+    lift = good - base
+    result = report(good, base, (lift / 2, lift * 2), m)
+    result["champion"] = {
+        "version": "v-serving",
+        "score": good,
+        "holdout_score": better(good, 0.1, m),
+    }
+    result["holdout"] = {"rows": 50, "candidate": good}
+    passed, reason = evaluate.gate(result, problem, params)
+    assert not passed
+    assert "on the recent holdout" in reason
+
+
 def test_the_gate_fails_below_the_success_threshold(problem, params):
     m = problem.metric
     weak = better(problem.success_threshold, -0.01, m)
@@ -114,3 +133,18 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
     assert "| metric" in text and "baseline" in text and "candidate" in text
     for image in (project.reports / "figures").glob("*.png"):
         assert f"figures/{image.name}" in text
+
+
+def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, prepared):
+    train.run(project.processed, project.models, problem, prepared)
+    evaluate.run(project.processed, project.models, project.reports, problem, prepared)
+    time.sleep(1.1)  # a new version name
+    train.run(project.processed, project.models, problem, prepared)
+    holdout = pd.read_parquet(project.processed / "test.parquet").sample(frac=0.5, random_state=0)
+
+    result = evaluate.run(
+        project.processed, project.models, project.reports, problem, prepared, holdout=holdout
+    )
+
+    assert result["holdout"]["rows"] == len(holdout)
+    assert result["champion"]["holdout_score"] == pytest.approx(result["holdout"]["candidate"])

@@ -9,6 +9,7 @@ import logging
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -134,14 +135,21 @@ def monitor_command(
 
 
 @app.command()
-def retrain(root: Path = ROOT) -> None:
+def retrain(
+    root: Path = ROOT,
+    holdout: Annotated[
+        Path | None,
+        typer.Option(help="Recent labelled rows (CSV/Parquet) the candidate must also do well on."),
+    ] = None,
+) -> None:
     """Stage 7: collect the source again, train a candidate and promote it only through the
     gate, which also compares it with the serving model on the same fixed test set."""
     paths, problem, params = _context(root)
+    recent = monitor.read_data(holdout) if holdout else None
     data.collect(problem, paths.raw, paths.root, force=True)  # the old snapshot is archived
     features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train.run(paths.processed, paths.models, problem, params)
-    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    evaluate.run(paths.processed, paths.models, paths.reports, problem, params, holdout=recent)
 
 
 models = typer.Typer(help="Stage 7: the model registry in models/.", no_args_is_help=True)

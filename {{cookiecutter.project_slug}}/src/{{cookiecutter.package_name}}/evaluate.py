@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from scipy.stats import bootstrap
 from . import bundle, task
 from .config import Params, ProblemConfig
 from .data import write_json
-from .errors import GateFailed
+from .errors import DataError, GateFailed
 from .features import read_processed
 
 log = logging.getLogger(__name__)
@@ -49,21 +50,44 @@ def bootstrap_primary(
     }
 
 
-def champion_score(
-    models_dir: Path, candidate_version: str, test: pd.DataFrame, problem: ProblemConfig
+def primary_score(model_bundle: bundle.Bundle, frame: pd.DataFrame, problem: ProblemConfig):
+    """The primary metric of a bundle on labelled rows, or None if the columns do not fit."""
+    names = [f["name"] for f in model_bundle.metadata["features"]]
+    if not {*names, problem.target.name} <= set(frame.columns):
+        return None
+    frame = frame[frame[problem.target.name].notna()]
+    predictions = task.predict(model_bundle.model, frame[names])
+    return task.METRICS[problem.metric].compute(frame[problem.target.name].to_numpy(), predictions)
+
+
+def champion_scores(
+    models_dir: Path,
+    candidate_version: str,
+    test: pd.DataFrame,
+    holdout: pd.DataFrame | None,
+    problem: ProblemConfig,
 ) -> dict | None:
-    """The serving model's primary metric on the same test set, if another model serves."""
+    """The serving model's primary metric on the same test set (and holdout), if another
+    model serves."""
     version = bundle.read_pointer(models_dir, "current")
     if version is None or version == candidate_version:
         return None
     champion = bundle.load(models_dir / version)
-    names = [f["name"] for f in champion.metadata["features"]]
-    if not set(names) <= set(test.columns):
+    score = primary_score(champion, test, problem)
+    if score is None:
         log.warning("the current model %s expects other features; not compared", version)
         return None
-    y = test[problem.target.name].to_numpy()
-    score = task.METRICS[problem.metric].compute(y, task.predict(champion.model, test[names]))
-    return {"version": version, "score": score}
+    result = {"version": version, "score": score}
+    if holdout is not None:
+        result["holdout_score"] = primary_score(champion, holdout, problem)
+    return result
+
+
+def _worse(score: float, other: float, sign: float) -> bool:
+    # Equal models can differ in the last bits: a parallel forest sums its trees in any order.
+    return sign * (score - other) < 0 and not math.isclose(
+        score, other, rel_tol=1e-9, abs_tol=1e-12
+    )
 
 
 def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, str]:
@@ -81,10 +105,17 @@ def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, st
             f"by more than {params.gate.min_improvement:g}"
         )
     champion = report.get("champion")
-    if champion and sign * (candidate - champion["score"]) < 0:
+    if champion and _worse(candidate, champion["score"], sign):
         return False, (
             f"candidate {name} {candidate:.4f} is worse than the serving model "
             f"{champion['version']} ({champion['score']:.4f})"
+        )
+    recent = report.get("holdout")
+    comparable = champion and recent and champion.get("holdout_score") is not None
+    if comparable and _worse(recent["candidate"], champion["holdout_score"], sign):
+        return False, (
+            f"on the recent holdout, candidate {name} {recent['candidate']:.4f} is worse "
+            f"than the serving model {champion['version']} ({champion['holdout_score']:.4f})"
         )
     if params.gate.require_significant and not lower_bound > 0:
         return False, (
@@ -184,12 +215,21 @@ def run(
     problem: ProblemConfig,
     params: Params,
     pointer: str = "candidate",
+    holdout: pd.DataFrame | None = None,
 ) -> dict:
-    """Evaluate the bundle `pointer` names, write the reports, and promote it if it passes."""
+    """Evaluate the bundle `pointer` names, write the reports, and promote it if it passes.
+
+    `holdout`: recent labelled rows; the candidate must then also match the serving model
+    on them."""
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
     _, test, _ = read_processed(processed_dir)
     report, candidate = evaluate(model_bundle, test, problem, params)
-    report["champion"] = champion_score(models_dir, model_bundle.version, test, problem)
+    if holdout is not None:
+        score = primary_score(model_bundle, holdout, problem)
+        if score is None:
+            raise DataError("the holdout lacks the model's features or the target column")
+        report["holdout"] = {"rows": len(holdout), "candidate": score}
+    report["champion"] = champion_scores(models_dir, model_bundle.version, test, holdout, problem)
     passed, reason = gate(report, problem, params)
     report["gate"] = {"passed": passed, "reason": reason}
 
