@@ -91,7 +91,8 @@ def save(
         (staging / METADATA).write_text(
             json.dumps(full, indent=2, sort_keys=True, default=str) + "\n"
         )
-        os.replace(staging, models_dir / version)
+        if not (models_dir / version).exists():  # else: the same content, saved this second
+            os.replace(staging, models_dir / version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return version
