@@ -170,11 +170,18 @@ class Metrics:
         self.predictions = Counter(
             "predictions_total", task.PREDICTION_METRIC_HELP, ["value"], registry=self.registry
         )
+        self.predicted: dict[str, Any] = {}
         self.log_dropped = Counter(
             "prediction_log_dropped_total",
             "Log records dropped because the queue was full.",
             registry=self.registry,
         )
+
+    def count_predictions(self, counts: dict[str, int]) -> None:
+        for value, count in counts.items():
+            if value not in self.predicted:
+                self.predicted[value] = self.predictions.labels(value)
+            self.predicted[value].inc(count)
 
 
 def _error(status: int, message: str) -> tuple[dict, dict]:
@@ -195,6 +202,7 @@ class RequestGuard:
             max_body_bytes,
             routes,
         )
+        self.series: dict[tuple[str, int], tuple] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -218,8 +226,19 @@ class RequestGuard:
             else:
                 await self.app(scope, receive, send_status)
         finally:
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            count, latency = self._series(route, status)
+            count.inc()
+            latency.observe(time.perf_counter() - start)
+
+    def _series(self, route: str, status: int) -> tuple:
+        # A label lookup costs more than the update; routes and status codes are few.
+        key = (route, status)
+        if key not in self.series:
+            self.series[key] = (
+                self.metrics.requests.labels(route, str(status)),
+                self.metrics.latency.labels(route),
+            )
+        return self.series[key]
 
     def _reject(self, scope) -> tuple[int, str] | None:
         if scope["method"] not in {"POST", "PUT", "PATCH"}:
@@ -404,10 +423,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ) from None
         predictions = served.predict([row.model_dump(by_alias=True) for row in body.instances])
         payload = json.dumps(task.response(predictions, served.version)).encode()
-        for value, count in task.prediction_counts(
-            predictions, served.prediction_reference
-        ).items():
-            metrics.predictions.labels(value).inc(count)
+        metrics.count_predictions(task.prediction_counts(predictions, served.prediction_reference))
         if request.app.state.log:
             stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
             # Both bodies are JSON already: the log line is spliced, not serialised again.
@@ -426,6 +442,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # pydantic-core straight from bytes, skipping FastAPI's per-parameter machinery, which
     # would otherwise cost more than the prediction. Its OpenAPI entry is written below.
     app.router.add_route("/v1/predict", predict, methods=["POST"])
+    app.router.routes.insert(0, app.router.routes.pop())  # matched first: it gets the traffic
 
     @app.post("/v1/reload", dependencies=guarded)
     async def reload_model(request: Request) -> JSONResponse:
