@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +128,8 @@ def response(predictions: Predictions, version: str) -> dict:
 
 def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, int]:
     """How many rows fell in each decile of the training predictions, for the metrics."""
-    inner_edges = np.asarray(reference["edges"][1:-1])
-    deciles = np.searchsorted(inner_edges, predictions.values, side="right") + 1
-    values, counts = np.unique(deciles, return_counts=True)
-    return {f"decile_{v}": int(c) for v, c in zip(values.tolist(), counts.tolist(), strict=True)}
+    deciles = np.searchsorted(reference["edges"][1:-1], predictions.values, side="right") + 1
+    return dict(Counter(f"decile_{d}" for d in deciles.tolist()))
 
 
 def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
