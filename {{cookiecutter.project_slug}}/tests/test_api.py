@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import os
@@ -219,6 +220,14 @@ def test_the_fast_path_gives_the_reference_predictions(mixed_project):
     ]
     assert task.same_predictions(predictor.fast.predict(rows), predictor.reference(rows))
     assert to_frame(rows, predictor.schema).shape == (len(rows), len(predictor.schema))
+
+
+def test_a_model_without_onnx_is_served_by_its_pipeline(mixed_project, row):
+    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
+    predictor = Predictor(dataclasses.replace(loaded, onnx=None))
+    assert predictor.fast is None
+    rows = [row, dict.fromkeys(row)]
+    assert task.same_predictions(predictor.predict(rows), Predictor(loaded).predict(rows))
 
 
 @pytest.fixture
