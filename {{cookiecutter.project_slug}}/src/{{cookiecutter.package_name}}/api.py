@@ -30,7 +30,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import bundle, dashboard, task
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 # Beyond this, scaled values overflow the float32 the model computes in; no real feature
 # gets near it, so such input is an error, not an outlier.
 MAX_ABS = 1e15
+# Text features: longer texts are refused (reviews, tickets and messages are far shorter;
+# TF-IDF cost grows with length), and so are empty or whitespace-only ones.
+MAX_TEXT_CHARS = 5000
 COMPONENTS = "#/components/schemas/"
 
 
@@ -60,12 +71,34 @@ class Settings(BaseSettings):
     docs_dir: Path = Path("docs")  # the dashboard links the runbook found here
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is empty or whitespace only")
+    return text
+
+
+Text = Annotated[
+    str,
+    Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+]
+
+
 def row_model(schema: list[dict]) -> type[BaseModel]:
-    """One request row: every feature required (null means missing), nothing else allowed."""
+    """One request row: every feature required (null means missing, except for text),
+    nothing else allowed."""
     fields: dict[str, Any] = {}
     example: dict[str, Any] = {}
     for i, feature in enumerate(schema):
         name, kind = feature["name"], feature["kind"]
+        if kind == "text":
+            example[name] = "Free text as it arrives, such as a review or a message."
+            note = (
+                f"free text, 1 to {MAX_TEXT_CHARS} characters, not blank; "
+                f"training texts had up to {feature['max_chars']}"
+            )
+            fields[f"f{i}"] = (Text, Field(..., alias=name, description=note))
+            continue
         if kind == "numeric":
             value_type = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
             example[name] = round((feature["min"] + feature["max"]) / 2, 4)

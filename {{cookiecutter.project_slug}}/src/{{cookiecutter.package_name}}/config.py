@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import task
 from .errors import ConfigError
 
-FeatureKind = Literal["numeric", "categorical", "datetime"]
+FeatureKind = Literal["numeric", "categorical", "datetime", "text"]
 
 
 class _Strict(BaseModel):
@@ -90,6 +90,8 @@ class PreprocessingParams(_Strict):
     scaler: Literal["standard", "robust", "minmax", "none"] = "standard"
     numeric_imputer: Literal["mean", "median"] = "median"
     min_category_frequency: int = Field(1, ge=1)
+    text_ngram_max: int = Field(2, ge=1)  # TF-IDF terms: words up to n-word sequences
+    text_min_df: int = Field(2, ge=1)  # a term must appear in this many training texts
 
 
 class ValidationParams(_Strict):
@@ -144,6 +146,7 @@ class MonitoringParams(_Strict):
     ks_min_statistic: float = Field(0.1, gt=0, le=1)
     max_unseen_share: float = Field(0.05, ge=0, le=1)
     max_missing_change: float = Field(0.1, ge=0, le=1)
+    max_oov_change: float = Field(0.1, ge=0, le=1)
     max_metric_drop: float = Field(0.1, ge=0)
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from sklearn.feature_extraction.text import CountVectorizer
 
 from . import task
 from .config import FeatureKind
+from .features import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,39 @@ def categorical_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("feature")
 
 
+def text_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in columns:
+        texts = df[name].dropna().astype(str)
+        words = texts.map(lambda text: len(tokenize(text)))
+        rows.append(
+            {
+                "feature": name,
+                "median words": words.median(),
+                "max words": words.max(),
+                "max characters": texts.str.len().max(),
+                "distinct share": texts.nunique() / max(len(texts), 1),
+            }
+        )
+    return pd.DataFrame(rows).set_index("feature")
+
+
+def top_terms(df: pd.DataFrame, column: str, target: str, top: int = 8) -> pd.DataFrame:
+    """Per target value (quartile for a continuous target), the words most typical of it:
+    the largest gain in the share of texts using the word over all texts."""
+    y = df[target]
+    groups = pd.qcut(y, 4, duplicates="drop") if y.nunique() > 10 else y
+    vectorizer = CountVectorizer(analyzer=tokenize, binary=True, min_df=min(3, len(df)))
+    used = vectorizer.fit_transform(df[column].fillna("").astype(str))
+    words = vectorizer.get_feature_names_out()
+    overall = np.asarray(used.mean(axis=0)).ravel()
+    rows = {}
+    for value in sorted(groups.dropna().unique()):
+        share = np.asarray(used[(groups == value).to_numpy()].mean(axis=0)).ravel()
+        rows[str(value)] = ", ".join(words[np.argsort(overall - share)[:top]])
+    return pd.DataFrame({"typical words": rows}).rename_axis(target)
+
+
 def missing_summary(df: pd.DataFrame) -> pd.DataFrame:
     missing = df.isna().sum()
     return pd.DataFrame({"missing": missing, "share": missing / len(df)}).sort_values(
@@ -67,6 +102,11 @@ def features_figure(df: pd.DataFrame, features: dict[str, FeatureKind]):
             column.dropna().plot.hist(ax=ax, bins=25, color="tab:blue")
         elif kind == "categorical":
             column.astype(str).value_counts().head(10).plot.barh(ax=ax, color="tab:blue")
+        elif kind == "text":
+            column.dropna().map(lambda text: len(tokenize(text))).plot.hist(
+                ax=ax, bins=25, color="tab:blue"
+            )
+            ax.set_xlabel("words")
         else:
             dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601").dropna()
             ax.hist(dates, bins=25, color="tab:blue")
@@ -114,6 +154,7 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
     figures.mkdir(parents=True, exist_ok=True)
     numeric = [n for n, k in features.items() if k == "numeric"]
     categorical = [n for n, k in features.items() if k == "categorical"]
+    text = [n for n, k in features.items() if k == "text"]
     missing = missing_summary(df[[*features, target]])
     correlated = numeric + ([target] if pd.api.types.is_numeric_dtype(df[target]) else [])
 
@@ -121,8 +162,9 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         "# Exploratory data analysis (training set)",
         "",
         f"{len(df)} rows, {len(features)} features "
-        f"({len(numeric)} numeric, {len(categorical)} categorical, "
-        f"{len(features) - len(numeric) - len(categorical)} date), target `{target}`.",
+        f"({len(numeric)} numeric, {len(categorical)} categorical, {len(text)} text, "
+        f"{len(features) - len(numeric) - len(categorical) - len(text)} date), "
+        f"target `{target}`.",
         "",
         "## Target",
         "",
@@ -146,6 +188,16 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
             categorical_summary(df, categorical).to_markdown(floatfmt=".3g"),
             "",
         ]
+    if text:
+        lines += ["## Text features", "", text_summary(df, text).to_markdown(floatfmt=".3g"), ""]
+        for name in text:
+            lines += [
+                f"Words most typical of each target value in `{name}` (share of texts using "
+                "the word, above its share in all texts):",
+                "",
+                top_terms(df, name, target).to_markdown(),
+                "",
+            ]
     lines += [
         "## Feature distributions",
         "",

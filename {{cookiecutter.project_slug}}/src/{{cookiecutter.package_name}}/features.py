@@ -13,10 +13,17 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, RobustScaler, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    RobustScaler,
+    StandardScaler,
+)
 
 from . import task
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
@@ -42,6 +49,14 @@ def _mostly_numbers(column: pd.Series) -> bool:
     return not values.empty and pd.to_numeric(values, errors="coerce").notna().mean() >= 0.95
 
 
+def _looks_like_text(column: pd.Series) -> bool:
+    """Free text: several words per value, and most values distinct (unlike categories)."""
+    values = column.dropna().astype(str)
+    if values.empty:
+        return False
+    return bool(values.str.split().str.len().median() >= 3 and values.nunique() >= len(values) / 2)
+
+
 def infer_kind(column: pd.Series) -> FeatureKind:
     if pd.api.types.is_bool_dtype(column):
         return "categorical"
@@ -51,6 +66,8 @@ def infer_kind(column: pd.Series) -> FeatureKind:
         return "datetime"
     if _mostly_numbers(column):
         return "numeric"  # a few stray strings fail validation instead of turning it categorical
+    if _looks_like_text(column):
+        return "text"
     return "categorical"
 
 
@@ -94,7 +111,7 @@ def normalise_types(df: pd.DataFrame, features: dict[str, FeatureKind]) -> pd.Da
     for name, kind in features.items():
         if kind == "numeric":
             out[name] = pd.to_numeric(out[name]).astype(float)
-        elif kind == "categorical":
+        elif kind in ("categorical", "text"):
             out[name] = out[name].astype(str).where(out[name].notna())
     return out
 
@@ -201,7 +218,37 @@ def build_preprocessor(
         for kind, transformer in by_kind.items()
         if kind in features.values()
     ]
+    # TF-IDF reads one column of strings: each text column gets its own vocabulary.
+    transformers += [
+        (f"text_{name}", text_pipeline(params), name)
+        for name, kind in features.items()
+        if kind == "text"
+    ]
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def fill_missing_text(texts) -> pd.Series:
+    """Missing texts as empty strings, which TF-IDF turns into all-zero rows."""
+    return pd.Series(texts, dtype=object).fillna("").astype(str)
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of a text as TF-IDF sees them: lower case, accents stripped, 2+ letters."""
+    return _ANALYZER(text)
+
+
+_ANALYZER = TfidfVectorizer(strip_accents="unicode").build_analyzer()
+
+
+def text_pipeline(params: PreprocessingParams) -> Pipeline:
+    """Words (and word sequences) weighted by TF-IDF, fitted on the training texts only."""
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, params.text_ngram_max),
+        min_df=params.text_min_df,
+        strip_accents="unicode",
+        sublinear_tf=True,
+    )
+    return Pipeline([("fill", FunctionTransformer(fill_missing_text)), ("tfidf", vectorizer)])
 
 
 class _ToText(TransformerMixin, BaseEstimator):

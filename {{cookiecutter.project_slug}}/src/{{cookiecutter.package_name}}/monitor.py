@@ -7,6 +7,9 @@ compared with the reference statistics that training stored in the model bundle:
   training sample;
 - categorical features: PSI over the categories (unseen ones pooled into one bucket), and the
   share of rows holding a category never seen in training;
+- text features: the share of words never seen in training (OOV rate) against the rate
+  expected of new texts, PSI over the shares of the most frequent training words, and a KS
+  test on the length in words;
 - every feature: the change in its missing rate;
 - predictions: PSI of the outputs against the training predictions;
 - when the file carries the target: every metric against the test-set evaluation.
@@ -26,7 +29,7 @@ import logging
 import math
 import re
 import shutil
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from itertools import pairwise
@@ -40,6 +43,7 @@ from . import bundle, task
 from .config import MonitoringParams
 from .data import write_json
 from .errors import DataError
+from .features import tokenize
 from .predictor import to_frame
 
 log = logging.getLogger(__name__)
@@ -150,6 +154,47 @@ def categorical_drift(reference: dict, values: pd.Series, reference_rows: int) -
     return result
 
 
+def text_drift(reference: dict, values: pd.Series, reference_rows: int) -> dict:
+    """Words never seen in training, the top words' shares and the length in words.
+
+    A new vocabulary (product names, slang, another language) shows as a higher OOV rate;
+    a change of topic or tone as PSI over the word shares; longer or shorter texts in KS."""
+    documents = [tokenize(text) for text in values.dropna().astype(str)]
+    lengths = pd.Series([len(words) for words in documents], dtype=float)
+    length = numeric_drift(reference["length"], lengths, reference_rows)
+    words = [word for text in documents for word in text]
+    known = set(reference["vocabulary"])
+    unseen = Counter(word for word in words if word not in known)
+    oov = sum(unseen.values()) / len(words) if words else 0.0
+    terms = reference["terms"]
+    counts = Counter(word for word in words if word in terms)
+    other = 1.0 - sum(terms.values())
+    distribution = _distribution(
+        [*terms, "(other words)"],
+        [*terms.values(), other],
+        [counts[word] / max(len(words), 1) for word in terms]
+        + [1.0 - sum(counts.values()) / len(words) if words else 0.0],
+    )
+    result = {
+        "words_mean_reference": reference["length"]["mean"],
+        "words_mean_recent": length["mean_recent"],
+        "length_psi": length["psi"],
+        "ks_statistic": length["ks_statistic"],
+        "ks_pvalue": length["ks_pvalue"],
+        "oov_rate_reference": reference["oov_rate"],
+        "oov_rate_recent": oov,
+        "oov_rate_change": oov - reference["oov_rate"],
+        "oov_examples": [word[:40] for word, _ in unseen.most_common(5)],
+        "psi": None,
+        "psi_pvalue": None,
+        "distribution": None,
+    }
+    if documents:
+        result.update(_psi_test(distribution, len(documents), reference_rows))
+        result["distribution"] = distribution
+    return result
+
+
 def prediction_drift(reference: dict, outputs: Sequence, reference_rows: int) -> dict:
     """PSI of the outputs against the training predictions: class shares or value bins."""
     if reference["kind"] == "class_shares":
@@ -229,6 +274,12 @@ def _feature_reasons(result: dict, thresholds: MonitoringParams) -> list[str]:
     if result.get("unseen_share", 0.0) > thresholds.max_unseen_share:
         examples = ", ".join(repr(v) for v in result["unseen_examples"][:3])
         reasons.append(f"{result['unseen_share']:.0%} of rows have unseen categories ({examples})")
+    if result.get("oov_rate_change", 0.0) > thresholds.max_oov_change:
+        examples = ", ".join(repr(v) for v in result["oov_examples"][:3])
+        reasons.append(
+            f"{result['oov_rate_reference']:.0%} → {result['oov_rate_recent']:.0%} of words "
+            f"never seen in training ({examples})"
+        )
     if abs(result["missing_rate_change"]) > thresholds.max_missing_change:
         reasons.append(
             f"missing rate {result['missing_rate_reference']:.0%} → "
@@ -271,6 +322,8 @@ def compare(
             result.update(numeric_drift(ref, column, reference_rows))
         elif ref["kind"] == "categorical":
             result.update(categorical_drift(ref, column, reference_rows))
+        elif ref["kind"] == "text":
+            result.update(text_drift(ref, column, reference_rows))
         features.append(result)
     predictions = prediction_drift(reference["predictions"], outputs, reference["rows"])
 
@@ -449,7 +502,7 @@ def markdown(report: dict, figure_paths: list[tuple[str, Path]], reports_dir: Pa
             "missing (train → recent)": (
                 f"{r['missing_rate_reference']:.1%} → {r['missing_rate_recent']:.1%}"
             ),
-            "unseen": _fmt(r.get("unseen_share"), ".1%"),
+            "unseen": _fmt(r.get("unseen_share", r.get("oov_rate_recent")), ".1%"),
             "why": _cell("; ".join(r["reasons"])),
         }
         for r in report["features"]
@@ -509,10 +562,21 @@ def markdown(report: dict, figure_paths: list[tuple[str, Path]], reports_dir: Pa
         f"{t['max_missing_change']:.0%} (absolute).",
         f"- With labels, performance drifts when the primary metric is more than "
         f"{t['max_metric_drop']:.0%} worse than on the test set.",
+        *(
+            [
+                f"- A text feature drifts when the share of words never seen in training rises "
+                f"more than {t['max_oov_change']:.0%} (absolute) above the rate expected of new "
+                "texts (the unseen column shows its OOV rate); its KS test is on the length in "
+                "words, its PSI on the top words' shares."
+            ]
+            if any(r["kind"] == "text" for r in report["features"])
+            else []
+        ),
         "",
         "## Figures",
         "",
-        "Shares per training decile (numeric) or category, training against recent.",
+        "Shares per training decile (numeric), category, or top word (text), training against "
+        "recent.",
         "",
         *[
             f"![{_cell(title)}]({path.relative_to(reports_dir).as_posix()})"

@@ -6,7 +6,8 @@ The fast path gives the same predictions in microseconds: the fitted preprocessi
 compiled into per-column lookups and affine maps by probing it (so it cannot drift from the
 real transformers), and the estimator runs in ONNX Runtime from the bundle's model.onnx.
 The compiled path is checked against the reference when it is built, and not used if any
-probe disagrees.
+probe disagrees. Models with text features have no fast path: TF-IDF is not a lookup or an
+affine map, so training stores no ONNX for them and they are served by the pipeline.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -17,9 +18,12 @@ from . import bundle, task
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
 from .errors import ConfigError
-from .features import TRAIN_FILE, model_pipeline, read_processed
+from .features import TRAIN_FILE, model_pipeline, read_processed, tokenize
 
 log = logging.getLogger(__name__)
+
+MAX_VOCABULARY = 20_000  # text: the most frequent training words kept to measure OOV rates
+TOP_TERMS = 30  # text: the words whose shares are compared for drift
 
 
 @dataclass
@@ -75,6 +79,9 @@ def feature_schema(X: pd.DataFrame, features: dict[str, FeatureKind]) -> list[di
             entry.update(min=float(column.min()), max=float(column.max()))
         elif kind == "categorical":
             entry["categories"] = sorted(map(str, column.dropna().unique()))
+        elif kind == "text":
+            chars = column.dropna().str.len()
+            entry.update(max_chars=int(chars.max()), median_chars=int(chars.median()))
         else:
             dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601")
             entry.update(min=str(dates.min().date()), max=str(dates.max().date()))
@@ -89,16 +96,9 @@ def reference_statistics(X: pd.DataFrame, features: dict[str, FeatureKind], pred
         column = X[name]
         entry = {"kind": kind, "missing_rate": float(column.isna().mean())}
         if kind == "numeric":
-            values = column.dropna().astype(float)
-            edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
-            counts, _ = np.histogram(values, bins=edges)
-            entry.update(
-                mean=float(values.mean()),
-                std=float(values.std()),
-                edges=edges.tolist(),
-                shares=(counts / max(counts.sum(), 1)).tolist(),
-                sample=values.sample(min(len(values), 500), random_state=0).round(6).tolist(),
-            )
+            entry.update(deciles(column.dropna().astype(float)))
+        elif kind == "text":
+            entry.update(text_reference(column.dropna().astype(str)))
         elif kind == "categorical":
             shares = column.dropna().astype(str).value_counts(normalize=True)
             entry["shares"] = {str(k): float(v) for k, v in shares.items()}
@@ -107,6 +107,44 @@ def reference_statistics(X: pd.DataFrame, features: dict[str, FeatureKind], pred
         "rows": len(X),
         "features": stats,
         "predictions": task.prediction_reference(predictions),
+    }
+
+
+def deciles(values: pd.Series) -> dict:
+    """Mean, spread, decile bins with their shares, and a sample, for PSI and KS tests."""
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
+    counts, _ = np.histogram(values, bins=edges)
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "edges": edges.tolist(),
+        "shares": (counts / max(counts.sum(), 1)).tolist(),
+        "sample": values.sample(min(len(values), 500), random_state=0).round(6).tolist(),
+    }
+
+
+def _vocabulary(documents: list[list[str]]) -> list[str]:
+    counts = Counter(word for words in documents for word in words)
+    return [word for word, _ in counts.most_common(MAX_VOCABULARY)]
+
+
+def text_reference(texts: pd.Series) -> dict:
+    """Length in words, the vocabulary, the top words' shares, and the expected OOV rate.
+
+    New texts always hold some words that training never saw (names, typos). The expected
+    rate is measured honestly: words of the second half of the training texts missing from
+    the vocabulary of the first half. Drift is a rise well above it."""
+    documents = [tokenize(text) for text in texts]
+    half = len(documents) // 2
+    known = set(_vocabulary(documents[:half]))
+    held_out = [word for words in documents[half:] for word in words]
+    counts = Counter(word for words in documents for word in words)
+    total = max(sum(counts.values()), 1)
+    return {
+        "length": deciles(pd.Series([len(words) for words in documents], dtype=float)),
+        "vocabulary": _vocabulary(documents),
+        "oov_rate": sum(word not in known for word in held_out) / max(len(held_out), 1),
+        "terms": {word: count / total for word, count in counts.most_common(TOP_TERMS)},
     }
 
 
@@ -149,7 +187,12 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "library_versions": _versions(),
     }
     reference = reference_statistics(X, features, task.predict(result.model, X))
-    onnx = export_onnx(result.model)
+    if "text" in features.values():
+        # TF-IDF has no compiled fast path: the service runs the scikit-learn pipeline.
+        log.info("text features: the service will predict with the scikit-learn pipeline")
+        onnx = None
+    else:
+        onnx = export_onnx(result.model)
     version = bundle.save(models_dir, result.model, result.baseline, metadata, reference, onnx)
     bundle.set_pointer(models_dir, "candidate", version)
     bundle.log_event(models_dir, "trained", version, cv=result.cv)

@@ -1,0 +1,209 @@
+"""The problem type of this project, text classification: star ratings from review text.
+
+The ratings are classes (1 to 5 stars) but also ordered, so besides macro F1 and accuracy
+the metrics include the mean absolute error in stars: predicting 4 for a 5 is a smaller
+mistake than predicting 1.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+)
+from sklearn.naive_bayes import ComplementNB
+
+from . import reviews
+
+PROBLEM_TYPE = "text_classification"
+PREDICTION_METRIC_HELP = "Predicted texts by star rating."
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    labels: list[int] | None = None
+
+
+SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {"reviews": reviews.generate}
+
+# Linear models on TF-IDF features (built in features.py for every `text` column): fast,
+# strong on short texts, and their coefficients show which words drive each rating.
+CANDIDATES = {
+    "logistic_regression": LogisticRegression,
+    "naive_bayes": ComplementNB,
+}
+BASELINE_STRATEGIES = ("most_frequent", "prior", "stratified", "uniform")
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers."""
+
+    model_version: str
+    predictions: list[int] = Field(description="Predicted star rating per text")
+    probabilities: list[dict[str, float]] = Field(
+        description="Probability of each star rating per text, keyed by the rating"
+    )
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a model says about a set of rows."""
+
+    values: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+
+
+@dataclass(frozen=True)
+class Metric:
+    greater_is_better: bool
+    scorer: str  # scikit-learn scorer name, used in cross-validation
+    compute: Callable[[np.ndarray, Predictions], float]
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(True, "accuracy", lambda y, p: float(accuracy_score(y, p.values))),
+    "balanced_accuracy": Metric(
+        True, "balanced_accuracy", lambda y, p: float(balanced_accuracy_score(y, p.values))
+    ),
+    "f1_macro": Metric(
+        True, "f1_macro", lambda y, p: float(f1_score(y, p.values, average="macro"))
+    ),
+    # the scale is ordered: how many stars off the prediction is, on average
+    "mae": Metric(
+        False,
+        "neg_mean_absolute_error",
+        lambda y, p: float(mean_absolute_error(np.asarray(y, float), np.asarray(p.values, float))),
+    ),
+    "log_loss": Metric(
+        False, "neg_log_loss", lambda y, p: float(log_loss(y, p.proba, labels=p.classes))
+    ),
+}
+
+
+def make_baseline(strategy: str, seed: int) -> DummyClassifier:
+    """The control group: a model that ignores the features."""
+    return DummyClassifier(strategy=strategy, random_state=seed)
+
+
+def make_candidate(name: str, params: dict, seed: int):
+    estimator = CANDIDATES[name]()
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    return estimator.set_params(**params)
+
+
+def strata(y: pd.Series) -> pd.Series:
+    """Stratify the split on the label itself, so rare classes reach the test set."""
+    return y
+
+
+def cv_splitter(folds: int, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+
+
+def predict(model, X: pd.DataFrame) -> Predictions:
+    proba = model.predict_proba(X)
+    classes = model.classes_
+    return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+
+def from_onnx(outputs: list, classes: np.ndarray) -> Predictions:
+    """Predictions from the ONNX estimator's outputs, for data without text columns."""
+    proba = np.asarray(outputs[1], dtype=float)
+    return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+
+def same_predictions(a: Predictions, b: Predictions) -> bool:
+    """Same ratings, and probabilities equal to ONNX's float32 precision."""
+    return np.array_equal(a.values, b.values) and np.allclose(a.proba, b.proba, atol=1e-5)
+
+
+def response(predictions: Predictions, version: str) -> dict:
+    """The JSON body of a prediction: stars, and the probability of each rating per text."""
+    classes = [str(c) for c in predictions.classes]
+    return {
+        "model_version": version,
+        "predictions": predictions.values.tolist(),
+        "probabilities": [
+            dict(zip(classes, row, strict=True)) for row in predictions.proba.round(6).tolist()
+        ],
+    }
+
+
+def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, int]:
+    """How many texts got each rating, for the service's metrics."""
+    return dict(Counter(map(str, predictions.values.tolist())))
+
+
+def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
+    return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
+
+
+def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
+    return Predictions(predictions.values[index], predictions.proba[index], predictions.classes)
+
+
+def target_column(spec: TargetSpec):
+    """The rating's contract as a pandera column: whole numbers (the scale is ordered), at
+    least two of them, within the label set."""
+    import pandera.pandas as pa
+
+    checks = [
+        pa.Check(
+            lambda s: pd.to_numeric(s, errors="coerce").mod(1).eq(0),
+            name="is_whole_number",
+            error="ratings must be whole numbers, e.g. 1 to 5 stars",
+        ),
+        pa.Check(lambda s: s.nunique() >= 2, name="at_least_two_classes"),
+    ]
+    if spec.labels is not None:
+        checks.append(pa.Check.isin(spec.labels))
+    return pa.Column(nullable=True, checks=checks)
+
+
+def prediction_reference(predictions: Predictions) -> dict:
+    """Class shares on the training data, for prediction-drift checks."""
+    shares = pd.Series(predictions.values).value_counts(normalize=True)
+    return {"kind": "class_shares", "shares": {str(k): float(v) for k, v in shares.items()}}
+
+
+def plot_target(ax, y: pd.Series) -> None:
+    y.value_counts().sort_index().plot.bar(ax=ax, color="tab:blue")
+    ax.set_xlabel("stars")
+    ax.set_ylabel("reviews")
+
+
+def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(
+        y, predictions.values, labels=predictions.classes, ax=ax, colorbar=False
+    )
+    ax.set_title("Candidate on the test set")
+    fig.tight_layout()
+    path = out_dir / "confusion_matrix.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
