@@ -100,11 +100,12 @@ def test_a_failing_sql_query_is_reported(project, sample):
 
 
 def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample):
-    column = sample.select_dtypes("number").columns.drop(problem.target.name, errors="ignore")[0]
+    kinds = resolve_features(sample, problem)
+    column = next(name for name, kind in kinds.items() if kind in ("numeric", "text"))
     broken = sample.astype({column: object})
-    broken.loc[:2, column] = "n/a?"
+    broken.loc[:2, column] = "n/a?" if kinds[column] == "numeric" else "  "
     with pytest.raises(DataError, match=rf"column '{column}': .*3 rows fail"):
-        data.validate(broken, problem, params, resolve_features(sample, problem))
+        data.validate(broken, problem, params, kinds)
 
 
 def test_validation_rejects_a_feature_missing_too_often(problem, params, sample):

@@ -82,7 +82,7 @@ def test_invalid_data_writes_nothing_downstream(project, problem, params):
     raw = task.SAMPLES[problem.source.name]()
     column = raw.columns[0]
     raw[column] = raw[column].astype(object)
-    raw.loc[0, column] = "broken"
+    raw.loc[0, column] = " "  # neither a number, a date nor a text
     with pytest.raises(data.DataError, match=column):
         features.prepare(raw, problem, params, project.processed)
     assert not project.processed.exists()

@@ -138,12 +138,16 @@ def validation_schema(problem: ProblemConfig, params: Params, features: dict[str
         name="is_date",
         error="not an ISO date",
     )
+    not_blank = pa.Check(
+        lambda s: s.astype(str).str.strip() != "", name="not_blank", error="blank text"
+    )
+    extra = {"datetime": [dates], "text": [not_blank]}
     columns = {
         name: pa.Column(
             float if kind == "numeric" else None,
             coerce=kind == "numeric",
             nullable=True,
-            checks=[missing_share(), *([dates] if kind == "datetime" else [])],
+            checks=[missing_share(), *extra.get(kind, [])],
         )
         for name, kind in features.items()
     }

@@ -170,11 +170,7 @@ def target_column(spec: TargetSpec):
     import pandera.pandas as pa
 
     checks = [
-        pa.Check(
-            lambda s: pd.to_numeric(s, errors="coerce").mod(1).eq(0),
-            name="is_whole_number",
-            error="ratings must be whole numbers, e.g. 1 to 5 stars",
-        ),
+        pa.Check(lambda s: pd.to_numeric(s, errors="coerce").mod(1).eq(0), name="is_whole_number"),
         pa.Check(lambda s: s.nunique() >= 2, name="at_least_two_classes"),
     ]
     if spec.labels is not None:
