@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 COMBINATIONS = {
     "classification": {"problem_type": "classification", "python_version": "3.11"},
     "regression": {"problem_type": "regression", "python_version": "3.12"},
+    "text_classification": {"problem_type": "text_classification", "python_version": "3.11"},
 }
 # The other offered Python versions: installed and tested, without the full tour above.
 SMOKE = [
@@ -157,19 +158,62 @@ def own_data(problem_type: str, rows: int = 600) -> pd.DataFrame:
     return frame
 
 
+SENTIMENT = {
+    1: ["dreadful", "broke within days", "a total rip-off", "refund requested"],
+    2: ["flimsy", "arrived scratched", "underwhelming", "overpriced"],
+    3: ["ordinary", "so-so", "fair enough", "neither good nor bad"],
+    4: ["sturdy", "handy", "pleasant to use", "good value"],
+    5: ["flawless", "delightful", "exceeded expectations", "top notch"],
+}
+
+
+def own_reviews(rows: int = 700) -> pd.DataFrame:
+    """Shop reviews unlike the sample: other words, other column names, an ID, a date and a
+    category next to the text, a few missing categories, ratings one star off now and then."""
+    rng = np.random.default_rng(11)
+    rating = rng.choice([1, 2, 3, 4, 5], rows, p=[0.15, 0.15, 0.2, 0.25, 0.25])
+    category = rng.choice(["garden", "toys", "kitchen", "office"], rows)
+    bodies = []
+    for stars, item in zip(rating, category, strict=True):
+        said = [
+            rng.choice(SENTIMENT[int(np.clip(stars + rng.integers(-1, 2), 1, 5))])
+            for _ in range(rng.integers(1, 4))
+        ]
+        bodies.append(f"Ordered for the {item} corner. " + ", ".join(said).capitalize() + ".")
+    noisy = rng.random(rows) < 0.08
+    frame = pd.DataFrame(
+        {
+            "review_id": [f"R{i:06d}" for i in range(rows)],
+            "posted_on": pd.date_range("2023-01-01", periods=rows, freq="12h").strftime("%Y-%m-%d"),
+            "category": category,
+            "body": bodies,
+            "rating": np.where(noisy, np.clip(rating + 1, 1, 5), rating),
+        }
+    )
+    frame.loc[rng.choice(rows, rows // 20, replace=False), "category"] = None
+    return frame
+
+
 def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     problem_type = problem_type_of(installed)
     project = render(problem_type, tmp_path)  # the installed package runs in a clean copy
-    frame = own_data(problem_type)
-    frame.to_csv(project / "data" / "external" / "customers.csv", index=False)
-
     config = yaml.safe_load((project / "configs" / "problem.yaml").read_text())
-    config["source"] = {"kind": "file", "path": "data/external/customers.csv"}
-    config["drop"] = ["customer_id"]
+    if problem_type == "text_classification":
+        own_reviews().to_csv(project / "data" / "external" / "reviews.csv", index=False)
+        config["source"] = {"kind": "file", "path": "data/external/reviews.csv"}
+        config["target"] = {"name": "rating", "labels": [1, 2, 3, 4, 5]}
+        config["drop"] = ["review_id"]
+        config["success_threshold"] = 0.4
+        expected = {"posted_on": "datetime", "category": "categorical", "body": "text"}
+    else:
+        own_data(problem_type).to_csv(project / "data" / "external" / "customers.csv", index=False)
+        config["source"] = {"kind": "file", "path": "data/external/customers.csv"}
+        config["drop"] = ["customer_id"]
+        expected = CUSTOMER_KINDS
     if problem_type == "classification":
         config["target"] = {"name": "churned", "labels": ["no", "yes"]}
         config["success_threshold"] = 0.7
-    else:
+    elif problem_type == "regression":
         config["target"] = {"name": "annual_value"}
     (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -180,16 +224,20 @@ def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     version = (project / "models" / "current").read_text().strip()
     metadata = json.loads((project / "models" / version / "metadata.json").read_text())
     kinds = {f["name"]: f["kind"] for f in metadata["features"]}
-    assert kinds == {
-        "signup_date": "datetime",
-        "plan": "categorical",
-        "region": "categorical",
-        "tenure_months": "numeric",
-        "support_calls": "numeric",
-        "monthly_spend": "numeric",
-    }
-    plan = next(f for f in metadata["features"] if f["name"] == "plan")
-    assert plan["categories"] == ["basic", "enterprise", "plus"]
+    assert kinds == expected
+    if expected is CUSTOMER_KINDS:
+        plan = next(f for f in metadata["features"] if f["name"] == "plan")
+        assert plan["categories"] == ["basic", "enterprise", "plus"]
+
+
+CUSTOMER_KINDS = {
+    "signup_date": "datetime",
+    "plan": "categorical",
+    "region": "categorical",
+    "tenure_months": "numeric",
+    "support_calls": "numeric",
+    "monthly_spend": "numeric",
+}
 
 
 def project_package(project: Path) -> str:
@@ -269,7 +317,6 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
     train = pd.read_parquet(installed / "data" / "processed" / "train.parquet")
     features = json.loads((installed / "data" / "processed" / "features.json").read_text())
     names = [name for name, _ in features["features"]]
-    numeric = next(name for name, kind in features["features"] if kind == "numeric")
     records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
     rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
 
@@ -291,8 +338,7 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
         )
         assert quiet.returncode == 0, quiet.stdout + quiet.stderr
 
-        shift = 5 * float(train[numeric].std())
-        drifted = [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows]
+        drifted, moved = drift(rows, train, dict(features["features"]))
         for start in range(0, 300, 50):
             assert (
                 service.call("POST", "/v1/predict", {"instances": drifted[start : start + 50]})[0]
@@ -307,7 +353,7 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
             text=True,
         )
         assert alarm.returncode == 1, alarm.stdout + alarm.stderr
-        assert numeric in alarm.stdout + alarm.stderr
+        assert moved in alarm.stdout + alarm.stderr
 
         time.sleep(1.1)  # a new version name: versions carry the time to the second
         sh(installed, python, "-m", package, "retrain")
@@ -324,6 +370,22 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
         check_dashboard_in_chromium(service, first, installed.name)
     finally:
         service.stop()
+
+
+FOREIGN = ["Das Gerät ist {} und kam pünktlich an.", "Le produit est {} et bien emballé."]
+
+
+def drift(rows: list[dict], train: pd.DataFrame, kinds: dict) -> tuple[list[dict], str]:
+    """The same rows with one feature moved: texts in another language, else a number
+    shifted by five standard deviations. Returns the rows and the moved feature's name."""
+    text = next((name for name, kind in kinds.items() if kind == "text"), None)
+    if text:
+        words = ["prima", "schlecht", "magnifique", "cassé", "okay"]
+        foreign = [FOREIGN[i % 2].format(words[i % 5]) for i in range(len(rows))]
+        return [{**row, text: said} for row, said in zip(rows, foreign, strict=True)], text
+    numeric = next(name for name, kind in kinds.items() if kind == "numeric")
+    shift = 5 * float(train[numeric].std())
+    return [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows], numeric
 
 
 ARTIFACTS = TEMPLATE_DIR / "artifacts"
