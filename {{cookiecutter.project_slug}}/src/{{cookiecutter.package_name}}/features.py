@@ -232,12 +232,12 @@ def fill_missing_text(texts) -> pd.Series:
     return pd.Series(texts, dtype=object).fillna("").astype(str)
 
 
+_ANALYZER = TfidfVectorizer(strip_accents="unicode").build_analyzer()
+
+
 def tokenize(text: str) -> list[str]:
     """The words of a text as TF-IDF sees them: lower case, accents stripped, 2+ letters."""
     return _ANALYZER(text)
-
-
-_ANALYZER = TfidfVectorizer(strip_accents="unicode").build_analyzer()
 
 
 def text_pipeline(params: PreprocessingParams) -> Pipeline:

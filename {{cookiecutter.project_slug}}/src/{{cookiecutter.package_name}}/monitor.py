@@ -166,14 +166,13 @@ def text_drift(reference: dict, values: pd.Series, reference_rows: int) -> dict:
     known = set(reference["vocabulary"])
     unseen = Counter(word for word in words if word not in known)
     oov = sum(unseen.values()) / len(words) if words else 0.0
-    terms = reference["terms"]
+    terms = reference["terms"]  # the top training words and their shares of all words
     counts = Counter(word for word in words if word in terms)
-    other = 1.0 - sum(terms.values())
+    recent = [counts[word] / max(len(words), 1) for word in terms]
     distribution = _distribution(
         [*terms, "(other words)"],
-        [*terms.values(), other],
-        [counts[word] / max(len(words), 1) for word in terms]
-        + [1.0 - sum(counts.values()) / len(words) if words else 0.0],
+        [*terms.values(), 1.0 - sum(terms.values())],
+        [*recent, 1.0 - sum(recent)],
     )
     result = {
         "words_mean_reference": reference["length"]["mean"],
