@@ -13,6 +13,7 @@ def test_kinds_are_inferred_from_the_data():
             "city": ["Seoul", "Busan", None, "Seoul"],
             "signed_up": ["2024-01-03", "2024-02-11", "2024-03-05", None],
             "active": [True, False, True, True],
+            "note": ["arrived late and scratched", "works fine for me", None, "great value"],
         }
     )
     kinds = {name: features.infer_kind(frame[name]) for name in frame}
@@ -21,6 +22,7 @@ def test_kinds_are_inferred_from_the_data():
         "city": "categorical",
         "signed_up": "datetime",
         "active": "categorical",
+        "note": "text",
     }
 
 
@@ -48,12 +50,15 @@ def test_preprocessing_handles_missing_values_and_unseen_categories():
             "size": [1.0, 2.0, np.nan, 4.0],
             "colour": ["red", "blue", None, "red"],
             "day": ["2024-01-01", "2024-01-02", None, "2024-01-04"],
+            "note": ["very good", "not good", None, "good enough"],
         }
     )
-    kinds = {"size": "numeric", "colour": "categorical", "day": "datetime"}
+    kinds = {"size": "numeric", "colour": "categorical", "day": "datetime", "note": "text"}
     preprocessor = features.build_preprocessor(kinds, PreprocessingParams()).fit(train)
 
-    unseen = pd.DataFrame({"size": [np.nan], "colour": ["green"], "day": ["not a date"]})
+    unseen = pd.DataFrame(
+        {"size": [np.nan], "colour": ["green"], "day": ["not a date"], "note": [None]}
+    )
     out = preprocessor.transform(unseen)
 
     assert np.isfinite(out).all()
@@ -61,6 +66,7 @@ def test_preprocessing_handles_missing_values_and_unseen_categories():
     assert "day_day_of_week" in names
     colour = [i for i, n in enumerate(names) if n.startswith("colour_")]
     assert out[0, colour].sum() == 0  # an unseen category switches on no known column
+    assert out[0, names.index("good")] == 0  # a missing text holds no words
 
 
 def test_the_test_set_is_written_once_and_reused(project, problem, params):

@@ -248,7 +248,8 @@ def text_pipeline(params: PreprocessingParams) -> Pipeline:
         strip_accents="unicode",
         sublinear_tf=True,
     )
-    return Pipeline([("fill", FunctionTransformer(fill_missing_text)), ("tfidf", vectorizer)])
+    fill = FunctionTransformer(fill_missing_text, feature_names_out="one-to-one")
+    return Pipeline([("fill", fill), ("tfidf", vectorizer)])
 
 
 class _ToText(TransformerMixin, BaseEstimator):
