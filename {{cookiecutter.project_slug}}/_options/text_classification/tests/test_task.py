@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.metrics import f1_score
 
 from {{ cookiecutter.package_name }} import bundle, data, features, monitor, task
 from {{ cookiecutter.package_name }}.api import MAX_TEXT_CHARS, Settings, create_app
@@ -43,6 +44,16 @@ def test_mae_counts_stars_off_and_perfect_predictions_score_perfectly():
     scores = task.score(y, task.Predictions(off, (off[:, None] == classes) * 0.9 + 0.02, classes))
     assert scores["mae"] == pytest.approx(0.75)
     assert scores["accuracy"] == 0.5
+
+
+def test_macro_f1_matches_scikit_learn_on_random_and_one_sided_ratings():
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 200):
+        y = rng.integers(1, 6, size)
+        for predicted in (rng.integers(1, 6, size), np.full(size, 5)):
+            assert task.METRICS["f1_macro"].compute(
+                y, task.Predictions(predicted, np.empty((size, 0)), np.arange(1, 6))
+            ) == pytest.approx(f1_score(y, predicted, average="macro"))
 
 
 def test_the_baseline_predicts_the_majority_rating():

@@ -21,7 +21,6 @@ from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
     balanced_accuracy_score,
-    f1_score,
     log_loss,
     mean_absolute_error,
 )
@@ -79,14 +78,23 @@ class Metric:
     compute: Callable[[np.ndarray, Predictions], float]
 
 
+def _f1_macro(y: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro F1 over the ratings present in either array, as scikit-learn's f1_score
+    computes it, in a fraction of the time: the bootstrap calls it thousands of times."""
+    labels, index = np.unique(np.concatenate([y, predicted]), return_inverse=True)
+    truth, guess = index[: len(y)], index[len(y) :]
+    hits = np.bincount(truth[truth == guess], minlength=len(labels))
+    actual = np.bincount(truth, minlength=len(labels))
+    claimed = np.bincount(guess, minlength=len(labels))
+    return float(np.mean(2 * hits / np.maximum(actual + claimed, 1)))
+
+
 METRICS: dict[str, Metric] = {
     "accuracy": Metric(True, "accuracy", lambda y, p: float(accuracy_score(y, p.values))),
     "balanced_accuracy": Metric(
         True, "balanced_accuracy", lambda y, p: float(balanced_accuracy_score(y, p.values))
     ),
-    "f1_macro": Metric(
-        True, "f1_macro", lambda y, p: float(f1_score(y, p.values, average="macro"))
-    ),
+    "f1_macro": Metric(True, "f1_macro", lambda y, p: _f1_macro(y, p.values)),
     # the scale is ordered: how many stars off the prediction is, on average
     "mae": Metric(
         False,
