@@ -113,6 +113,8 @@ def example_row(schema: list[dict]) -> dict:
             row[feature["name"]] = (feature["min"] + feature["max"]) / 2
         elif feature["kind"] == "categorical":
             row[feature["name"]] = feature["categories"][0]
+        elif feature["kind"] == "text":
+            row[feature["name"]] = "Arrived quickly and works as described, but the manual is poor."
         else:
             row[feature["name"]] = feature["min"]
     return row
