@@ -100,7 +100,7 @@ def test_a_failing_sql_query_is_reported(project, sample):
 
 
 def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample):
-    column = sample.select_dtypes("number").columns.drop(problem.target.name, errors="ignore")[0]
+    column = next(iter(resolve_features(sample, problem)))
     broken = sample.astype({column: object})
     broken.loc[:2, column] = "n/a?"
     with pytest.raises(DataError, match=rf"column '{column}': .*3 rows fail"):

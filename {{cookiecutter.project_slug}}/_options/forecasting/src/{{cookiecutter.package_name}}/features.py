@@ -53,6 +53,8 @@ def regularise(
 
     Returns the regular index, the values and a mask of the filled steps. Raises ValueError
     naming the first offending timestamps for duplicates, off-grid times and long gaps."""
+    if len(timestamps) == 0:
+        raise ValueError("no timestamps")
     stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), format="ISO8601"))
     if stamps.tz is not None:
         stamps = stamps.tz_convert("UTC").tz_localize(None)
