@@ -30,6 +30,13 @@ def test_unsorted_rows_are_sorted_and_missing_ends_dropped():
     assert filled.tolist() == values[1:5]
 
 
+def test_a_daylight_saving_change_is_no_gap():
+    stamps = ["2024-03-31T00:00:00+01:00", "2024-03-31T01:00:00+01:00", "2024-03-31T03:00:00+02:00"]
+    index, _, missing = features.regularise(stamps, [1.0, 2.0, 3.0], "h", max_gap=0)
+    assert len(index) == 3
+    assert not missing.any()
+
+
 @pytest.mark.parametrize(
     ("stamps", "message"),
     [

@@ -51,13 +51,14 @@ def regularise(
 ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
     """Sorted, unique timestamps on the frequency grid with short gaps interpolated.
 
-    Returns the regular index, the values and a mask of the filled steps. Raises ValueError
-    naming the first offending timestamps for duplicates, off-grid times and long gaps."""
+    Returns the regular index (in UTC when the timestamps carry an offset), the values and
+    a mask of the filled steps. Raises ValueError naming the first offending timestamps for
+    duplicates, off-grid times and long gaps."""
     if len(timestamps) == 0:
         raise ValueError("no timestamps")
-    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), format="ISO8601"))
-    if stamps.tz is not None:
-        stamps = stamps.tz_convert("UTC").tz_localize(None)
+    # Times with a UTC offset are compared in UTC, so a daylight-saving change is no gap.
+    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), format="ISO8601", utc=True))
+    stamps = stamps.tz_localize(None)
     values = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
     order = np.argsort(stamps.asi8, kind="stable")
     stamps, values = stamps[order], values[order]
