@@ -168,6 +168,25 @@ def test_the_monitor_reads_the_service_log(served, reference_window, trained_pro
         monitor.read_log(path, since=datetime(2999, 1, 1, tzinfo=timezone.utc))
 
 
+def test_forecasts_logged_by_another_version_are_made_again(
+    served, reference_window, trained_project, tmp_path, thresholds
+):
+    path = tmp_path / "predictions.jsonl"
+    write_log(path, trained_project.models, bodies(reference_window, served, 7))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in records:  # as if an older model had answered, with useless forecasts
+        record["response"]["model_version"] = "20000101-000000-older"
+        for point in record["response"]["forecast"]:
+            point["value"] = 0.0
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    report = monitor.run(trained_project.models, tmp_path / "reports", thresholds, log_path=path)
+
+    assert report["predictions_source"] == "the current model"
+    assert report["predictions"]["status"] == "ok"
+    assert not report["drift"], report["summary"]
+
+
 def exit_code(monkeypatch, *args: str) -> int:
     monkeypatch.setattr(sys, "argv", ["monitor", *args])
     with pytest.raises(SystemExit) as exit_info:

@@ -595,12 +595,16 @@ def run(
         source.update(requests=len(records), first=first, last=final)
         if {r["model_version"] for r in records} != {served.version}:
             # Logged forecasts compare with this model's reference only if it made them all.
-            predictor = Predictor(served)
+            predictor, longest = Predictor(served), served.metadata["features"][0]["horizon"]
             for record in records:
-                history = record["history"]
-                made = predictor.forecast(
-                    history["timestamps"], history["values"], record["horizon"]
-                )
+                history, horizon = record["history"], min(record["horizon"], longest)
+                try:
+                    made = predictor.forecast(history["timestamps"], history["values"], horizon)
+                except ValueError as exc:
+                    raise DataError(
+                        f"{log_path}: a history logged at {record['time']} does not fit the "
+                        f"current model {served.version}: {exc}"
+                    ) from exc
                 record["forecast"] = [
                     {"timestamp": stamp, "value": value}
                     for stamp, value in zip(made.timestamps, made.values[0].tolist(), strict=True)
