@@ -7,7 +7,7 @@ import pytest
 from conftest import quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
-from {{ cookiecutter.package_name }}.errors import GateFailed
+from {{ cookiecutter.package_name }}.errors import DataError, GateFailed
 
 
 def report(
@@ -169,3 +169,16 @@ def test_the_bootstrap_resamples_blocks_of_consecutive_origins(params):
     low, high = ci["difference"]
     assert low < high < 0  # clearly better: the whole interval is below zero
     assert ci["candidate"][0] < task.METRICS["mae"].compute(y, candidate) < ci["candidate"][1]
+
+
+def test_a_holdout_that_does_not_continue_the_series_is_refused(project, problem, prepared):
+    train.run(project.processed, project.models, problem, prepared)
+    test = pd.read_parquet(project.processed / "test.parquet")
+    stamp, name = problem.target.timestamp, problem.target.name
+    late = pd.DataFrame(
+        {stamp: test[stamp] + pd.Timedelta(len(test) + 5, unit="D"), name: test[name]}
+    )
+    with pytest.raises(DataError, match="does not continue the history"):
+        evaluate.run(
+            project.processed, project.models, project.reports, problem, prepared, holdout=late
+        )

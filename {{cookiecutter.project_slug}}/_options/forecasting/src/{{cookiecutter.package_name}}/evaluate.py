@@ -61,8 +61,11 @@ def rolling_forecasts(
     Returns (dates, series, first origin, candidate, baseline, actuals)."""
     frame = pd.concat([history, period], ignore_index=True)
     dates, series, positions = as_series(frame, spec)
-    if not dates.is_monotonic_increasing or dates.has_duplicates:
-        raise DataError("the history and the period overlap or are not in time order")
+    if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
+        raise DataError(
+            f"the period from {period[spec.timestamp].iloc[0]} does not continue the history "
+            f"that ends {history[spec.timestamp].iloc[-1]} step by step"
+        )
     window = max(model_bundle.model.window_, model_bundle.baseline.window_)
     first = max(len(history), window)
     origins = np.arange(first, len(series) - spec.horizon + 1)

@@ -120,9 +120,8 @@ def split(series: pd.DataFrame, spec: task.TargetSpec, test_size: float):
             f"the test period has {test_steps} steps, fewer than the horizon {spec.horizon}: "
             "collect a longer series or raise split.test_size in params.yaml"
         )
-    return series.iloc[:-test_steps].reset_index(drop=True), series.iloc[-test_steps:].reset_index(
-        drop=True
-    )
+    train, test = series.iloc[:-test_steps], series.iloc[-test_steps:]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path) -> dict:
