@@ -19,6 +19,7 @@ SAMPLE_DATA = {
     "classification": "the wine data set (3 cultivars from 13 chemical measurements)",
     "regression": "the diabetes data set (disease progression from 10 measurements)",
     "text_classification": "1,500 generated product reviews with star ratings (CC0)",
+    "forecasting": "a generated daily demand series (trend, weekly season, noise and gaps)",
 }
 
 

@@ -29,6 +29,7 @@ COMBINATIONS = {
     "classification": {"problem_type": "classification", "python_version": "3.11"},
     "regression": {"problem_type": "regression", "python_version": "3.12"},
     "text_classification": {"problem_type": "text_classification", "python_version": "3.11"},
+    "forecasting": {"problem_type": "forecasting", "python_version": "3.11"},
 }
 # The other offered Python versions: installed and tested, without the full tour above.
 SMOKE = [
@@ -194,9 +195,33 @@ def own_reviews(rows: int = 700) -> pd.DataFrame:
     return frame
 
 
+def own_series(days: int = 60) -> pd.DataFrame:
+    """Hourly meter readings (a daily season, other column names, an extra column, missing
+    hours and empty values), in a file with a different frequency from the daily sample."""
+    rng = np.random.default_rng(11)
+    hours = pd.date_range("2023-03-01", periods=days * 24, freq="h")
+    daily = 20 * np.sin(2 * np.pi * (hours.hour - 6) / 24) + 8 * (hours.hour >= 18)
+    noise = np.zeros(len(hours))
+    for i in range(1, len(hours)):
+        noise[i] = 0.8 * noise[i - 1] + rng.normal(0, 2.0)
+    frame = pd.DataFrame(
+        {
+            "reading_time": hours.strftime("%Y-%m-%d %H:%M:%S"),
+            "meter": "M-17",
+            "load_kw": np.round(300 + 0.02 * np.arange(len(hours)) + daily + noise, 2),
+        }
+    )
+    frame.loc[rng.choice(len(frame), 12, replace=False), "load_kw"] = None
+    missing_hours = rng.choice(len(frame), 15, replace=False)
+    return frame.drop(index=missing_hours).sample(frac=1, random_state=1)  # and unsorted
+
+
 def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     problem_type = problem_type_of(installed)
     project = render(problem_type, tmp_path)  # the installed package runs in a clean copy
+    if problem_type == "forecasting":
+        own_series_runs(installed, project)
+        return
     config = yaml.safe_load((project / "configs" / "problem.yaml").read_text())
     if problem_type == "text_classification":
         own_reviews().to_csv(project / "data" / "external" / "reviews.csv", index=False)
@@ -238,6 +263,35 @@ CUSTOMER_KINDS = {
     "support_calls": "numeric",
     "monthly_spend": "numeric",
 }
+
+
+def own_series_runs(installed: Path, project: Path) -> None:
+    own_series().to_csv(project / "data" / "external" / "meters.csv", index=False)
+    config = yaml.safe_load((project / "configs" / "problem.yaml").read_text())
+    config["source"] = {"kind": "file", "path": "data/external/meters.csv"}
+    config["target"] = {
+        "name": "load_kw",
+        "timestamp": "reading_time",
+        "frequency": "h",
+        "horizon": 24,
+        "season_length": 24,
+        "max_gap": 3,
+    }
+    (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    sh(project, python_of(installed), "-m", project_package(installed), "pipeline")
+
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["gate"]["passed"], metrics["gate"]["reason"]
+    assert metrics["horizon"] == 24
+    version = (project / "models" / "current").read_text().strip()
+    series = json.loads((project / "models" / version / "metadata.json").read_text())["features"]
+    assert series[0]["name"] == "load_kw"
+    assert series[0]["frequency"] == "h"
+    assert pd.Timestamp(series[0]["last"]) - pd.Timestamp(series[0]["first"]) > pd.Timedelta(
+        days=40
+    )
+    assert "hour of day" in (project / "reports" / "eda" / "README.md").read_text()
 
 
 def project_package(project: Path) -> str:
@@ -314,46 +368,36 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
     python, package = python_of(installed), project_package(installed)
     if not (installed / "models" / "current").exists():  # when run on its own
         sh(installed, "make", "pipeline")
-    train = pd.read_parquet(installed / "data" / "processed" / "train.parquet")
-    features = json.loads((installed / "data" / "processed" / "features.json").read_text())
-    names = [name for name, _ in features["features"]]
-    records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
-    rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
+    traffic = series_traffic if problem_type_of(installed) == "forecasting" else row_traffic
+    quiet, drifted, changed = traffic(installed)
 
     service = Service(installed)
     try:
         first = service.version()
-        for start in range(0, 300, 50):  # traffic like the training data
-            assert (
-                service.call("POST", "/v1/predict", {"instances": rows[start : start + 50]})[0]
-                == 200
-            )
+        for body in quiet:  # traffic like the training data
+            assert service.call("POST", "/v1/predict", body)[0] == 200
         time.sleep(1)  # the prediction log is written in batches
-        quiet = subprocess.run(
+        quiet_report = subprocess.run(
             [python, "-m", package, "monitor"],
             cwd=installed,
             env=user_env(),
             capture_output=True,
             text=True,
         )
-        assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+        assert quiet_report.returncode == 0, quiet_report.stdout + quiet_report.stderr
 
-        drifted, moved = drift(rows, train, dict(features["features"]))
-        for start in range(0, 300, 50):
-            assert (
-                service.call("POST", "/v1/predict", {"instances": drifted[start : start + 50]})[0]
-                == 200
-            )
+        for body in drifted:
+            assert service.call("POST", "/v1/predict", body)[0] == 200
         time.sleep(1)
         alarm = subprocess.run(
-            [python, "-m", package, "monitor", "--last", "6"],
+            [python, "-m", package, "monitor", "--last", str(len(drifted))],
             cwd=installed,
             env=user_env(),
             capture_output=True,
             text=True,
         )
         assert alarm.returncode == 1, alarm.stdout + alarm.stderr
-        assert moved in alarm.stdout + alarm.stderr
+        assert changed in alarm.stdout + alarm.stderr
 
         time.sleep(1.1)  # a new version name: versions carry the time to the second
         sh(installed, python, "-m", package, "retrain")
@@ -386,6 +430,42 @@ def drift(rows: list[dict], train: pd.DataFrame, kinds: dict) -> tuple[list[dict
     numeric = next(name for name, kind in kinds.items() if kind == "numeric")
     shift = 5 * float(train[numeric].std())
     return [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows], numeric
+
+
+def row_traffic(installed: Path) -> tuple[list[dict], list[dict], str]:
+    """Requests of training rows, then the same rows with one feature moved (see `drift`)."""
+    train = pd.read_parquet(installed / "data" / "processed" / "train.parquet")
+    features = json.loads((installed / "data" / "processed" / "features.json").read_text())
+    names = [name for name, _ in features["features"]]
+    records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
+    rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
+    drifted, moved = drift(rows, train, dict(features["features"]))
+    return (
+        [{"instances": rows[start : start + 50]} for start in range(0, 300, 50)],
+        [{"instances": drifted[start : start + 50]} for start in range(0, 300, 50)],
+        moved,
+    )
+
+
+def series_traffic(installed: Path) -> tuple[list[dict], list[dict], str]:
+    """Histories from the end of the training series, then the same with the level shifted."""
+    version = (installed / "models" / "current").read_text().strip()
+    bundle_dir = installed / "models" / version
+    series = json.loads((bundle_dir / "metadata.json").read_text())["features"][0]
+    reference_rows = json.loads((bundle_dir / "reference.json").read_text())["rows"]
+    train = pd.read_parquet(installed / "data" / "processed" / "train.parquet")
+    recent = train.iloc[-reference_rows:]
+    stamps = [stamp.isoformat() for stamp in recent[series["timestamp"]]]
+    values = recent[series["name"]].tolist()
+    length, shift = series["min_history"] + 7, 5 * float(recent[series["name"]].std())
+    starts = np.random.default_rng(0).integers(0, len(recent) - length, size=20)
+
+    def body(start: int, change: float) -> dict:
+        window = slice(start, start + length)
+        history = {"timestamps": stamps[window], "values": [v + change for v in values[window]]}
+        return {"history": history, "horizon": series["horizon"]}
+
+    return [body(s, 0.0) for s in starts], [body(s, shift) for s in starts], "level"
 
 
 ARTIFACTS = TEMPLATE_DIR / "artifacts"

@@ -101,9 +101,9 @@ def test_a_failing_sql_query_is_reported(project, sample):
 
 def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample):
     kinds = resolve_features(sample, problem)
-    column = next(name for name, kind in kinds.items() if kind in ("numeric", "text"))
+    column = next(name for name, kind in kinds.items() if kind in ("numeric", "text", "datetime"))
     broken = sample.astype({column: object})
-    broken.loc[:2, column] = "n/a?" if kinds[column] == "numeric" else "  "
+    broken.loc[:2, column] = "  " if kinds[column] == "text" else "n/a?"
     with pytest.raises(DataError, match=rf"column '{column}': .*3 rows fail"):
         data.validate(broken, problem, params, kinds)
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,28 +30,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    create_model,
-)
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import bundle, dashboard, task
-from .predictor import Predictor
+from .predictor import Predictor, request_model
 
 log = logging.getLogger(__name__)
 
-# Beyond this, scaled values overflow the float32 the model computes in; no real feature
-# gets near it, so such input is an error, not an outlier.
-MAX_ABS = 1e15
-# Text features: longer texts are refused (reviews, tickets and messages are far shorter;
-# TF-IDF cost grows with length), and so are empty or whitespace-only ones.
-MAX_TEXT_CHARS = 5000
 COMPONENTS = "#/components/schemas/"
 
 
@@ -69,61 +55,6 @@ class Settings(BaseSettings):
     reload_interval: float = Field(10.0, ge=0)  # seconds between pointer checks; 0 turns off
     reports_dir: Path = Path("reports")  # the dashboard shows reports/monitoring/latest.json
     docs_dir: Path = Path("docs")  # the dashboard links the runbook found here
-
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text is empty or whitespace only")
-    return text
-
-
-Text = Annotated[
-    str,
-    Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": r"\S"}),
-    AfterValidator(_not_blank),
-]
-
-
-def row_model(schema: list[dict]) -> type[BaseModel]:
-    """One request row: every feature required (null means missing, except for text),
-    nothing else allowed."""
-    fields: dict[str, Any] = {}
-    example: dict[str, Any] = {}
-    for i, feature in enumerate(schema):
-        name, kind = feature["name"], feature["kind"]
-        if kind == "text":
-            example[name] = "Free text as it arrives, such as a review or a message."
-            note = (
-                f"free text, 1 to {MAX_TEXT_CHARS} characters, not blank; "
-                f"training texts had up to {feature['max_chars']}"
-            )
-            fields[f"f{i}"] = (Text, Field(..., alias=name, description=note))
-            continue
-        if kind == "numeric":
-            value_type = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
-            example[name] = round((feature["min"] + feature["max"]) / 2, 4)
-            note = f"number; seen in training from {feature['min']:g} to {feature['max']:g}"
-        elif kind == "categorical":
-            value_type = str
-            example[name] = feature["categories"][0]
-            note = (
-                f"one of {', '.join(feature['categories'][:20])}"
-                f"{' …' if len(feature['categories']) > 20 else ''}; "
-                "other values are accepted and treated as unseen"
-            )
-        else:
-            value_type = date
-            example[name] = feature["min"]
-            note = f"ISO date; seen in training from {feature['min']} to {feature['max']}"
-        fields[f"f{i}"] = (
-            value_type | None,
-            Field(..., alias=name, description=f"{note}; null when missing"),
-        )
-    return create_model(
-        "Row",
-        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example]}),
-        **fields,
-    )
 
 
 def _read_schema(models_dir: Path) -> list[dict] | None:
@@ -288,11 +219,11 @@ def _json(name: str) -> dict:
     return {"content": {"application/json": {"schema": {"$ref": COMPONENTS + name}}}}
 
 
-def predict_operation(with_key: bool) -> dict:
+def predict_operation(with_key: bool, description: str) -> dict:
     """The OpenAPI entry of POST /v1/predict, which is not a FastAPI route (see below)."""
     operation = {
         "summary": "Predict",
-        "description": "Predict for 1 to SERVICE_MAX_BATCH_ROWS rows of raw features.",
+        "description": description,
         "operationId": "predict",
         "requestBody": {"required": True, **_json("PredictRequest")},
         "responses": {
@@ -316,12 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for the bundle that `models/current` names."""
     settings = settings or Settings()
     schema = _read_schema(settings.models_dir)
-    Row = row_model(schema) if schema else dict[str, Any]
-    PredictRequest = create_model(
-        "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
-        instances=(list[Row], Field(min_length=1, max_length=settings.max_batch_rows)),
-    )
+    PredictRequest = request_model(schema, settings.max_batch_rows)
     metrics = Metrics()
 
     def load_current() -> tuple[Predictor, dict | None]:
@@ -454,7 +380,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
-        predictions = served.predict([row.model_dump(by_alias=True) for row in body.instances])
+        predictions = served.predict_request(body)
         payload = json.dumps(task.response(predictions, served.version)).encode()
         metrics.count_predictions(task.prediction_counts(predictions, served.prediction_reference))
         if request.app.state.log:
@@ -531,7 +457,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 schema = model.model_json_schema(ref_template=COMPONENTS + "{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
-            document["paths"]["/v1/predict"] = {"post": predict_operation(bool(expected_key))}
+            document["paths"]["/v1/predict"] = {
+                "post": predict_operation(bool(expected_key), PredictRequest.__doc__)
+            }
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -16,9 +16,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from . import task
 from .bundle import Bundle
@@ -28,6 +30,78 @@ log = logging.getLogger(__name__)
 Row = dict[str, object]
 PROBE_DATES = (date(2001, 2, 3), date(2010, 11, 28), date(2024, 7, 15))
 UNSEEN = "\x00unseen category\x00"
+# Beyond this, scaled values overflow the float32 the model computes in; no real feature
+# gets near it, so such input is an error, not an outlier.
+MAX_ABS = 1e15
+# Text features: longer texts are refused (reviews, tickets and messages are far shorter;
+# TF-IDF cost grows with length), and so are empty or whitespace-only ones.
+MAX_TEXT_CHARS = 5000
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("text is empty or whitespace only")
+    return text
+
+
+Text = Annotated[
+    str,
+    Field(max_length=MAX_TEXT_CHARS, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+]
+
+
+def row_model(schema: list[dict]) -> type[BaseModel]:
+    """One request row: every feature required (null means missing, except for text),
+    nothing else allowed."""
+    fields: dict[str, Any] = {}
+    example: dict[str, Any] = {}
+    for i, feature in enumerate(schema):
+        name, kind = feature["name"], feature["kind"]
+        if kind == "text":
+            example[name] = "Free text as it arrives, such as a review or a message."
+            note = (
+                f"free text, 1 to {MAX_TEXT_CHARS} characters, not blank; "
+                f"training texts had up to {feature['max_chars']}"
+            )
+            fields[f"f{i}"] = (Text, Field(..., alias=name, description=note))
+            continue
+        if kind == "numeric":
+            value_type = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+            example[name] = round((feature["min"] + feature["max"]) / 2, 4)
+            note = f"number; seen in training from {feature['min']:g} to {feature['max']:g}"
+        elif kind == "categorical":
+            value_type = str
+            example[name] = feature["categories"][0]
+            note = (
+                f"one of {', '.join(feature['categories'][:20])}"
+                f"{' …' if len(feature['categories']) > 20 else ''}; "
+                "other values are accepted and treated as unseen"
+            )
+        else:
+            value_type = date
+            example[name] = feature["min"]
+            note = f"ISO date; seen in training from {feature['min']} to {feature['max']}"
+        fields[f"f{i}"] = (
+            value_type | None,
+            Field(..., alias=name, description=f"{note}; null when missing"),
+        )
+    return create_model(
+        "Row",
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [example]}),
+        **fields,
+    )
+
+
+def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
+    """The body of POST /v1/predict; its docstring is the endpoint's OpenAPI description."""
+    Row = row_model(schema) if schema else dict[str, Any]
+    return create_model(
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Predict for 1 to SERVICE_MAX_BATCH_ROWS rows of raw features.",
+        instances=(list[Row], Field(min_length=1, max_length=max_rows)),
+    )
 
 
 class FastPathMismatch(Exception):
@@ -206,3 +280,7 @@ class Predictor:
 
     def predict(self, rows: Sequence[Row]) -> task.Predictions:
         return self.fast.predict(rows) if self.fast else self.reference(rows)
+
+    def predict_request(self, body: BaseModel) -> task.Predictions:
+        """Predictions for a validated request body (see `request_model`)."""
+        return self.predict([row.model_dump(by_alias=True) for row in body.instances])

@@ -5,10 +5,11 @@ from fastapi.testclient import TestClient
 from sklearn.metrics import f1_score
 
 from {{ cookiecutter.package_name }} import bundle, data, features, monitor, task
-from {{ cookiecutter.package_name }}.api import MAX_TEXT_CHARS, Settings, create_app
+from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_params
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import read_processed, resolve_features
+from {{ cookiecutter.package_name }}.predictor import MAX_TEXT_CHARS
 
 
 @pytest.fixture(scope="module")

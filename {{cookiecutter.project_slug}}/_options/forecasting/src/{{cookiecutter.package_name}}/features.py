@@ -1,0 +1,183 @@
+"""Stage 3: a regular series from the raw rows, and the time-ordered train/test split.
+
+The raw rows are sorted by time and put on the grid of the configured frequency. Missing
+steps (absent rows or empty values) are filled by linear interpolation when a run of them
+is at most `max_gap` steps long; a longer run is an error that names its dates, because
+inventing a long stretch of data would mislead both training and evaluation. Leading and
+trailing missing steps are dropped. The test set is the last `test_size` share of the
+series: never shuffled, and the model never sees it before the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import task
+from .config import FeatureKind, Params, ProblemConfig
+from .data import validate, write_json
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE = (
+    "train.parquet",
+    "test.parquet",
+    "features.json",
+    "split.json",
+)
+FILLED = "interpolated"  # column of the processed series: True where a gap was filled
+
+
+def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
+    """The one input of a forecast: the timestamp column (the values are the target)."""
+    spec = problem.target
+    for key, column in (("name", spec.name), ("timestamp", spec.timestamp)):
+        if column not in df.columns:
+            raise DataError(
+                f"problem.yaml target.{key}: {column!r} is not a column of the data; "
+                f"columns are: {', '.join(map(str, df.columns))}"
+            )
+    return {spec.timestamp: "datetime"}
+
+
+def regularise(
+    timestamps, values, frequency: str, max_gap: int
+) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Sorted, unique timestamps on the frequency grid with short gaps interpolated.
+
+    Returns the regular index (in UTC when the timestamps carry an offset), the values and
+    a mask of the filled steps. Raises ValueError naming the first offending timestamps for
+    duplicates, off-grid times and long gaps."""
+    if len(timestamps) == 0:
+        raise ValueError("no timestamps")
+    # Times with a UTC offset are compared in UTC, so a daylight-saving change is no gap.
+    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), format="ISO8601", utc=True))
+    stamps = stamps.tz_localize(None)
+    values = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+    order = np.argsort(stamps.asi8, kind="stable")
+    stamps, values = stamps[order], values[order]
+    duplicated = stamps[stamps.duplicated()]
+    if len(duplicated):
+        examples = ", ".join(str(s) for s in duplicated.unique()[:3])
+        raise ValueError(f"{len(duplicated)} duplicated timestamps, e.g. {examples}")
+    grid = pd.date_range(stamps[0], stamps[-1], freq=frequency)
+    off_grid = stamps.difference(grid)
+    if len(off_grid):
+        examples = ", ".join(str(s) for s in off_grid[:3])
+        raise ValueError(
+            f"{len(off_grid)} timestamps are not on the {frequency!r} grid that starts at "
+            f"{stamps[0]}, e.g. {examples}"
+        )
+    series = pd.Series(values, index=stamps).reindex(grid)
+    missing = series.isna().to_numpy()
+    present = np.flatnonzero(~missing)
+    if present.size == 0:
+        raise ValueError("no values")
+    keep = slice(present[0], present[-1] + 1)  # leading and trailing gaps are dropped
+    series, missing = series.iloc[keep], missing[keep]
+    runs = gap_runs(missing)
+    long = [(start, length) for start, length in runs if length > max_gap]
+    if long:
+        start, length = long[0]
+        raise ValueError(
+            f"{len(long)} gaps longer than max_gap={max_gap} steps, the first {length} steps "
+            f"from {series.index[start]} to {series.index[start + length - 1]}"
+        )
+    filled = series.interpolate(method="linear") if missing.any() else series
+    return series.index, filled.to_numpy(float), missing
+
+
+def gap_runs(missing: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True."""
+    edges = np.diff(np.concatenate([[0], missing.astype(int), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return list(zip(starts.tolist(), (ends - starts).tolist(), strict=True))
+
+
+def series_frame(raw: pd.DataFrame, spec: task.TargetSpec) -> pd.DataFrame:
+    """The raw rows as a regular series: timestamp, value and the interpolated mask."""
+    rows = raw[[spec.timestamp, spec.name]]
+    try:
+        index, values, filled = regularise(
+            rows[spec.timestamp], rows[spec.name], spec.frequency, spec.max_gap
+        )
+    except ValueError as exc:
+        raise DataError(f"the series {spec.name!r} over {spec.timestamp!r}: {exc}") from exc
+    return pd.DataFrame({spec.timestamp: index, spec.name: values, FILLED: filled})
+
+
+def split(series: pd.DataFrame, spec: task.TargetSpec, test_size: float):
+    """The last test_size share of the series is the test period; the rest trains."""
+    test_steps = round(len(series) * test_size)
+    if test_steps < spec.horizon:
+        raise DataError(
+            f"the test period has {test_steps} steps, fewer than the horizon {spec.horizon}: "
+            "collect a longer series or raise split.test_size in params.yaml"
+        )
+    train, test = series.iloc[:-test_steps], series.iloc[-test_steps:]
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path) -> dict:
+    """Validate the raw rows, make them a regular series and split it by time."""
+    features = resolve_features(raw, problem)
+    validate(raw, problem, params, features)
+    spec = problem.target
+    series = series_frame(raw, spec)
+    filled = int(series[FILLED].sum())
+    log.info(
+        "series: %d rows in, %d regular %s steps from %s to %s, %d missing steps interpolated",
+        len(raw),
+        len(series),
+        spec.frequency,
+        series[spec.timestamp].iloc[0],
+        series[spec.timestamp].iloc[-1],
+        filled,
+    )
+    train, test = split(series, spec, params.split.test_size)
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(processed_dir / TRAIN_FILE, index=False)
+    test.to_parquet(processed_dir / TEST_FILE, index=False)
+    write_json(
+        processed_dir / FEATURES_FILE, {"target": spec.name, "features": list(features.items())}
+    )
+    write_json(
+        processed_dir / SPLIT_FILE,
+        {
+            "source": problem.source.model_dump(mode="json"),
+            "train_steps": len(train),
+            "test_steps": len(test),
+            "test_from": str(test[spec.timestamp].iloc[0]),
+            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    log.info(
+        "time split: %d training steps, test period of %d steps from %s",
+        len(train),
+        len(test),
+        test[spec.timestamp].iloc[0],
+    )
+    return {
+        "steps": len(series),
+        "interpolated": filled,
+        "train_rows": len(train),
+        "test_rows": len(test),
+    }
+
+
+def read_processed(
+    processed_dir: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
+    """The training part, the test period and the input schema written by `prepare`."""
+    paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
+    features = dict(json.loads(paths[2].read_text())["features"])
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), features

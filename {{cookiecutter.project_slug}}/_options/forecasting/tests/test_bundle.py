@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import quick
+
+from {{ cookiecutter.package_name }} import bundle, data, features, task, train
+
+
+@pytest.fixture
+def trained(project, problem, params):
+    data.collect(problem, project.raw, project.root)
+    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    version = train.run(project.processed, project.models, problem, quick(params))
+    return project.models / version
+
+
+def test_a_bundle_round_trips_with_its_schema_and_reference(trained, problem):
+    loaded = bundle.load(trained)
+    train_part, _, _ = features.read_processed(trained.parents[1] / "data" / "processed")
+    _, series, positions = train.as_series(train_part, problem.target)
+    origins = np.array([len(series)])
+    values = np.append(series, 0.0)
+    forecast, _ = task.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
+    assert np.isfinite(forecast).all()
+    assert loaded.metadata["target"] == problem.target.name
+    assert loaded.metadata["features"][0]["min_history"] == loaded.model.window_
+    assert set(loaded.reference["features"]) == {"level", "change"}
+    assert bundle.read_pointer(trained.parent, "candidate") == loaded.version
+
+
+def test_a_tampered_model_file_is_refused(trained):
+    with (trained / bundle.MODEL).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(bundle.BundleError, match="does not match its recorded sha256"):
+        bundle.load(trained)
+
+
+def test_edited_metadata_is_refused(trained):
+    path = trained / bundle.METADATA
+    metadata = json.loads(path.read_text())
+    metadata["cv"]["mean"] = 1.0
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(bundle.BundleError, match="content hash"):
+        bundle.verify(trained)
+
+
+def test_a_failed_save_leaves_no_partial_bundle(project, monkeypatch):
+    def broken_dump(obj, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle.sio, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        bundle.save(project.models, object(), object(), {}, {})
+    assert list(project.models.iterdir()) == []

@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }} import task
+
+
+def test_the_sample_is_deterministic_daily_and_has_gaps():
+    first, second = task.SAMPLES["demand"](), task.SAMPLES["demand"]()
+    pd.testing.assert_frame_equal(first, second)
+    dates = pd.to_datetime(first["date"])
+    assert dates.is_monotonic_increasing
+    span = (dates.iloc[-1] - dates.iloc[0]).days + 1
+    assert 2 * 365 <= span <= 3 * 366
+    assert 0 < span - len(first) < 20  # a few missing days
+    by_weekday = first.groupby(dates.dt.day_of_week)["demand"].mean()
+    assert by_weekday.max() - by_weekday.min() > 10  # a weekly season
+
+
+def test_season_positions_repeat_every_season():
+    hours = pd.date_range("2024-03-01", periods=72, freq="h")
+    positions = task.season_positions(hours, "h", 24)
+    assert positions.tolist() == hours.hour.tolist()  # the epoch starts at midnight
+    days = pd.date_range("2024-03-04", periods=14, freq="D")  # a Monday
+    assert len(set(task.season_positions(days, "D", 7)[[0, 7]])) == 1
+
+
+def test_seasonal_naive_repeats_the_last_season():
+    model = task.make_baseline("seasonal_naive", 3).fit(np.arange(10.0))
+    forecast = model.forecast(np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([0]), horizon=5)
+    assert forecast.tolist() == [[2.0, 3.0, 4.0, 2.0, 3.0]]
+    naive = task.make_baseline("naive", 3).fit(np.arange(10.0))
+    assert naive.forecast(np.array([[1.0, 5.0]]), np.array([0]), 2).tolist() == [[5.0, 5.0]]
+
+
+def test_the_candidate_learns_a_seasonal_pattern_the_baseline_gets_wrong():
+    rng = np.random.default_rng(0)
+    steps = np.arange(600)
+    positions = steps % 7
+    series = 50 + 10 * (positions == 5) + 0.05 * steps + rng.normal(0, 1, len(steps))
+    candidate = task.make_candidate("lag_gradient_boosting", {"max_iter": 100}, 0, 7)
+    candidate.fit(series[:500], positions[:500])
+    baseline = task.make_baseline("seasonal_naive", 7).fit(series[:500])
+    origins = np.arange(500, 586)
+    scale = task.seasonal_scale(series[:500], 7)
+    scores = {}
+    for name, model in {"candidate": candidate, "baseline": baseline}.items():
+        forecasts, actuals = task.backtest(model, series, positions, origins, 14)
+        scores[name] = task.METRICS["mase"].compute(actuals, task.Predictions(forecasts, scale))
+    assert scores["candidate"] < scores["baseline"]
+
+
+def test_metrics_match_their_definitions():
+    y = np.array([[100.0, 200.0]])
+    predictions = task.Predictions(np.array([[110.0, 180.0]]), scale=5.0)
+    scores = task.score(y, predictions)
+    assert scores["mae"] == pytest.approx(15.0)
+    assert scores["rmse"] == pytest.approx(np.sqrt((100 + 400) / 2))
+    assert scores["mase"] == pytest.approx(3.0)
+    assert scores["smape"] == pytest.approx(100 * (20 / 210 + 40 / 380) / 2)
+    assert task.score(y, task.Predictions(y, 1.0))["smape"] == 0.0
+
+
+def test_the_response_dates_every_step():
+    predictions = task.Predictions(np.array([[1.5, 2.5]]), 1.0, ("2024-01-01", "2024-01-02"))
+    assert task.response(predictions, "v1") == {
+        "model_version": "v1",
+        "forecast": [
+            {"timestamp": "2024-01-01", "value": 1.5},
+            {"timestamp": "2024-01-02", "value": 2.5},
+        ],
+    }
