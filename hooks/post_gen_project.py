@@ -18,6 +18,7 @@ INCLUDE_GITHUB_ACTIONS = json.loads(r'''{{ cookiecutter.include_github_actions |
 SAMPLE_DATA = {
     "classification": "the wine data set (3 cultivars from 13 chemical measurements)",
     "regression": "the diabetes data set (disease progression from 10 measurements)",
+    "anomaly_detection": "generated factory sensor readings with labelled injected anomalies",
 }
 
 
