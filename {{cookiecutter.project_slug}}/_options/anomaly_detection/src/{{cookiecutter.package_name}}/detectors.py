@@ -16,6 +16,8 @@ usual scorers (`average_precision`, `f1`, ...) work: `predict` gives 0/1 flags a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -100,7 +102,11 @@ class Detector(_Thresholded):
         self.random_state = random_state
 
     def _fit_scorer(self, X) -> None:
-        self.detector_ = clone(self.detector).fit(X)
+        with warnings.catch_warnings():
+            # One-hot columns sum to one, so the covariance is singular and MinCovDet's
+            # determinant moves at rounding level between steps; the estimate is still used.
+            warnings.filterwarnings("ignore", "Determinant has increased", RuntimeWarning)
+            self.detector_ = clone(self.detector).fit(X)
         self.n_features_in_ = self.detector_.n_features_in_
 
     def score_samples(self, X) -> np.ndarray:

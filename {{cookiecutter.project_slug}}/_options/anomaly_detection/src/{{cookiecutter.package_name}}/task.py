@@ -130,8 +130,8 @@ SAMPLES: dict[str, Callable[[], pd.DataFrame]] = {
 }
 
 CANDIDATES = {
-    "local_outlier_factor": LocalOutlierFactor,
     "robust_covariance": EllipticEnvelope,
+    "local_outlier_factor": LocalOutlierFactor,
     "isolation_forest": IsolationForest,
 }
 BASELINE_STRATEGIES = ("robust_zscore", "quantile")
