@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 COMBINATIONS = {
     "classification": {"problem_type": "classification", "python_version": "3.11"},
     "regression": {"problem_type": "regression", "python_version": "3.12"},
+    "anomaly_detection": {"problem_type": "anomaly_detection", "python_version": "3.11"},
 }
 # The other offered Python versions: installed and tested, without the full tour above.
 SMOKE = [
@@ -157,8 +158,86 @@ def own_data(problem_type: str, rows: int = 600) -> pd.DataFrame:
     return frame
 
 
+def own_sensor_data(rows: int = 1500) -> pd.DataFrame:
+    """Pump readings with a timestamp, gaps, and faults labelled in a `fault` column."""
+    rng = np.random.default_rng(7)
+    demand = np.convolve(rng.normal(0, 1, rows + 20), np.ones(20) / np.sqrt(20), "valid")[:rows]
+    frame = pd.DataFrame(
+        {
+            "reading_time": pd.date_range("2025-01-06", periods=rows, freq="5min").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "pump": rng.choice(["P1", "P2"], rows),
+            "flow": 40 + 6 * demand + rng.normal(0, 0.8, rows),
+            "head_pressure": 3 - 0.2 * demand + rng.normal(0, 0.05, rows),
+            "power_kw": 15 + 2 * demand + rng.normal(0, 0.3, rows),
+            "bearing_temp": 50 + 1.5 * demand + rng.normal(0, 0.6, rows),
+        }
+    )
+    fault = np.zeros(rows, dtype=int)
+    for row in rng.choice(np.arange(10, rows), rows // 25, replace=False):
+        fault[row] = 1
+        if rng.random() < 0.5:  # power without the flow it should give: a clogged impeller
+            frame.loc[row, "power_kw"] += rng.uniform(1.5, 3)
+        else:
+            frame.loc[row, "bearing_temp"] += rng.uniform(6, 12)
+    frame["fault"] = fault
+    for column in ("flow", "bearing_temp"):
+        frame.loc[rng.choice(rows, rows // 30, replace=False), column] = None
+    return frame
+
+
+def own_sensor_csv_with_and_without_labels(installed: Path, tmp_path: Path) -> None:
+    """Sensor readings with a timestamp and a `fault` label, configured in problem.yaml
+    alone; then the same readings with `target.name: null` still train a detector."""
+    project = render("anomaly_detection", tmp_path)
+    own_sensor_data().to_csv(project / "data" / "external" / "pumps.csv", index=False)
+    problem_yaml = project / "configs" / "problem.yaml"
+    config = yaml.safe_load(problem_yaml.read_text())
+    config["source"] = {"kind": "file", "path": "data/external/pumps.csv"}
+    config["target"] = {"name": "fault"}
+    config["drop"] = ["reading_time"]
+    problem_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    sh(project, python_of(installed), "-m", project_package(installed), "pipeline")
+
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["gate"]["passed"], metrics["gate"]["reason"]
+    assert metrics["primary"]["candidate"] > metrics["primary"]["baseline"]
+    version = (project / "models" / "current").read_text().strip()
+    metadata = json.loads((project / "models" / version / "metadata.json").read_text())
+    assert {f["name"]: f["kind"] for f in metadata["features"]} == {
+        "pump": "categorical",
+        "flow": "numeric",
+        "head_pressure": "numeric",
+        "power_kw": "numeric",
+        "bearing_temp": "numeric",
+    }
+
+    config["target"] = {"name": None}
+    config["drop"] = ["reading_time", "fault"]
+    problem_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    unlabelled = subprocess.run(
+        [python_of(installed), "-m", project_package(installed), "pipeline"],
+        cwd=project,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert unlabelled.returncode == 1, unlabelled.stdout + unlabelled.stderr
+    assert "no labels" in unlabelled.stderr
+    candidate = (project / "models" / "candidate").read_text().strip()
+    assert candidate != version
+    metadata = json.loads((project / "models" / candidate / "metadata.json").read_text())
+    assert metadata["target"] is None
+    assert (project / "models" / "current").read_text().strip() == version  # still served
+
+
 def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     problem_type = problem_type_of(installed)
+    if problem_type == "anomaly_detection":  # customer records hold no sensor faults
+        own_sensor_csv_with_and_without_labels(installed, tmp_path)
+        return
     project = render(problem_type, tmp_path)  # the installed package runs in a clean copy
     frame = own_data(problem_type)
     frame.to_csv(project / "data" / "external" / "customers.csv", index=False)
@@ -272,6 +351,13 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
     numeric = next(name for name, kind in features["features"] if kind == "numeric")
     records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
     rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
+    if problem_type_of(installed) == "anomaly_detection":  # a new product line starts
+        sh(installed, "make", "new-line-data")
+        new = pd.read_csv(installed / "data" / "external" / "sensors_new_line.csv").head(300)
+        drifted = new[names].astype(object).where(new[names].notna(), None).to_dict("records")
+    else:
+        shift = 5 * float(train[numeric].std())
+        drifted = [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows]
 
     service = Service(installed)
     try:
@@ -291,8 +377,6 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
         )
         assert quiet.returncode == 0, quiet.stdout + quiet.stderr
 
-        shift = 5 * float(train[numeric].std())
-        drifted = [{**row, numeric: (row[numeric] or 0.0) + shift} for row in rows]
         for start in range(0, 300, 50):
             assert (
                 service.call("POST", "/v1/predict", {"instances": drifted[start : start + 50]})[0]
