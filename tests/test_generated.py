@@ -68,7 +68,7 @@ def render(problem_type: str, out: Path, python_version: str | None = None) -> P
         capture_output=True,
         env=user_env(),
     )
-    return out / f"slow-{problem_type}"
+    return out / f"slow-{problem_type.replace('_', '-')}"  # the slug has no underscores
 
 
 @pytest.fixture(scope="module", params=list(COMBINATIONS))
@@ -80,7 +80,7 @@ def installed(request, tmp_path_factory) -> Path:
 
 
 def problem_type_of(project: Path) -> str:
-    return project.name.removeprefix("slow-")
+    return project.name.removeprefix("slow-").replace("-", "_")
 
 
 def python_of(project: Path) -> str:
