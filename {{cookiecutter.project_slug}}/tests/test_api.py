@@ -269,7 +269,13 @@ def test_a_real_server_answers_on_loopback(mixed_project, tmp_path, row):
         "SERVICE_MODELS_DIR": str(mixed_project.models),
         "SERVICE_PREDICTION_LOG": "false",
     }
-    command = [sys.executable, "-m", "uvicorn", "{{ cookiecutter.package_name }}.api:create_app", "--factory"]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "{{ cookiecutter.package_name }}.api:create_app",
+        "--factory",
+    ]
     server = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
