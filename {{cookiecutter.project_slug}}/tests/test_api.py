@@ -1,7 +1,7 @@
 import dataclasses
 import json
-{% if cookiecutter.problem_type != "anomaly_detection" %}import math
-{% endif %}import os
+import math
+import os
 import shutil
 import socket
 import subprocess
@@ -10,8 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-{% if cookiecutter.problem_type != "anomaly_detection" %}import pandas as pd
-{% endif %}import pytest
+import pandas as pd
+import pytest
 import schemathesis
 from conftest import quick
 from fastapi.testclient import TestClient
@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from {{ cookiecutter.package_name }} import bundle, evaluate, registry, task, train
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
-from {{ cookiecutter.package_name }}.predictor import Predictor{% if cookiecutter.problem_type != "anomaly_detection" %}, to_frame{% endif %}
+from {{ cookiecutter.package_name }}.predictor import Predictor, to_frame
 
 
 def settings_for(paths, tmp_path: Path, **changes) -> Settings:
@@ -66,11 +66,7 @@ def test_the_model_card_shows_schema_metrics_and_type(card, mixed_project):
     kinds = {f["kind"] for f in card["features"]}
     assert kinds == {"numeric", "categorical", "datetime"}
     assert card["metrics"]["gate"]["passed"] is True
-{%- if cookiecutter.problem_type == "anomaly_detection" %}
-    assert card["fast_path"] is False  # the detectors have no ONNX converter
-{%- else %}
     assert card["fast_path"] is True
-{%- endif %}
 
 
 def test_the_openapi_schema_shows_the_real_features(client, card):
@@ -212,7 +208,7 @@ def test_predictions_are_logged_and_counted(mixed_project, tmp_path, row):
         if line.startswith("predictions_total{")
     )
     assert counted == 6
-{% if cookiecutter.problem_type != "anomaly_detection" %}
+
 
 def test_the_fast_path_gives_the_reference_predictions(mixed_project):
     predictor = Predictor(bundle.load(bundle.resolve(mixed_project.models, "current")))
@@ -224,7 +220,7 @@ def test_the_fast_path_gives_the_reference_predictions(mixed_project):
     ]
     assert task.same_predictions(predictor.fast.predict(rows), predictor.reference(rows))
     assert to_frame(rows, predictor.schema).shape == (len(rows), len(predictor.schema))
-{% endif %}
+
 
 def test_a_model_without_onnx_is_served_by_its_pipeline(mixed_project, row):
     loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))

@@ -113,6 +113,63 @@ class Detector(_Thresholded):
         check_is_fitted(self, "detector_")
         return -np.asarray(self.detector_.score_samples(X), dtype=float)
 
+    # ONNX export (skl2onnx calls these three): the robust covariance's score is a
+    # Mahalanobis distance, four tensor operations; the graph also returns the threshold.
+    # The other detectors have no converter and are served by scikit-learn.
+
+    def onnx_parser(self):
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+        def parser(scope=None, inputs=None) -> list:
+            return [("score", FloatTensorType([None, 1])), ("threshold", DoubleTensorType([1]))]
+
+        return parser
+
+    def onnx_shape_calculator(self):
+        return lambda operator: None  # the parser declared the output types
+
+    def onnx_converter(self):
+        from onnx import TensorProto
+        from sklearn.covariance import EllipticEnvelope
+
+        if not isinstance(self.detector_, EllipticEnvelope):
+            raise NotImplementedError(f"no converter for {type(self.detector_).__name__}")
+        location = self.detector_.location_.astype(np.float32)
+        precision = self.detector_.get_precision().astype(np.float32)
+
+        def convert(scope, operator, container) -> None:
+            name = scope.get_unique_variable_name
+
+            def constant(kind, values: np.ndarray) -> str:
+                tensor = name("constant")
+                container.add_initializer(tensor, kind, list(values.shape), values.ravel().tolist())
+                return tensor
+
+            def node(op: str, inputs: list[str], output: str | None = None, **attrs) -> str:
+                output = output or name(op.lower())
+                container.add_node(
+                    op, inputs, [output], name=scope.get_unique_operator_name(op), **attrs
+                )
+                return output
+
+            centred = node(
+                "Sub", [operator.inputs[0].full_name, constant(TensorProto.FLOAT, location)]
+            )
+            projected = node("MatMul", [centred, constant(TensorProto.FLOAT, precision)])
+            product = node("Mul", [projected, centred])
+            axes = constant(TensorProto.INT64, np.array([1]))
+            node(
+                "ReduceSum",
+                [product, axes],
+                operator.outputs[0].full_name,
+                keepdims=1,
+                op_version=13,
+            )
+            threshold = constant(TensorProto.DOUBLE, np.array([self.threshold_]))
+            node("Identity", [threshold], operator.outputs[1].full_name)
+
+        return convert
+
 
 class RobustZScore(_Thresholded):
     """The control group: a reading is as abnormal as its most extreme sensor on its own.

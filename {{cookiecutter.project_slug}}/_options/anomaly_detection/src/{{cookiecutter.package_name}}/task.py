@@ -224,7 +224,15 @@ def predict(model, X: pd.DataFrame) -> Predictions:
     return Predictions(values=scores, flags=scores >= threshold, threshold=threshold)
 
 
+def from_onnx(outputs: list, classes: np.ndarray | None = None) -> Predictions:
+    """Predictions from the ONNX graph's outputs: the scores and the threshold."""
+    scores = np.asarray(outputs[0], dtype=float).ravel()
+    threshold = float(outputs[1][0])
+    return Predictions(values=scores, flags=scores >= threshold, threshold=threshold)
+
+
 def same_predictions(a: Predictions, b: Predictions) -> bool:
+    """Same threshold and flags, and scores equal to ONNX's float32 precision."""
     return (
         a.threshold == b.threshold
         and np.array_equal(a.flags, b.flags)
