@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
+from sklearn.pipeline import Pipeline
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, monitor, task, train
 from {{ cookiecutter.package_name }}.api import Settings, create_app
@@ -64,6 +65,8 @@ def test_every_candidate_scores_and_flags(name, sensors):
     assert predictions.values.shape == predictions.flags.shape == (len(X),)
     assert np.array_equal(predictions.flags, model.predict(X) == 1)
     assert task.score(sensors["anomaly"].to_numpy(), predictions)["pr_auc"] > 0.1
+    exported = train.export_onnx(Pipeline([("model", model)]))
+    assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 
 def test_perfect_scores_score_perfectly():
