@@ -5,7 +5,16 @@ from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, monitor, task, train
+from {{ cookiecutter.package_name }} import (
+    bundle,
+    data,
+    evaluate,
+    features,
+    monitor,
+    registry,
+    task,
+    train,
+)
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.detectors import RobustZScore, choose_threshold
@@ -59,7 +68,7 @@ def test_the_threshold_follows_the_rule():
 
 @pytest.mark.parametrize("name", list(task.CANDIDATES))
 def test_every_candidate_scores_and_flags(name, sensors):
-    X = sensors[list(task.SENSORS)]
+    X = sensors[list(task.SENSORS)].to_numpy()
     model = task.make_candidate(name, {}, seed=0).fit(X, sensors["anomaly"])
     predictions = task.predict(model, X)
     assert predictions.values.shape == predictions.flags.shape == (len(X),)
@@ -125,6 +134,17 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
     expected = params.model.params.get("expected_share", 0.05)
     assert report["candidate"]["flagged_share"] == pytest.approx(expected, abs=0.03)
     assert "not measurable" in (project.reports / "evaluation.md").read_text()
+
+    version = bundle.read_pointer(project.models, "candidate")
+    registry.promote(project.models, version, "flags reviewed by maintenance", force=True)
+    settings = Settings(
+        models_dir=project.models, prediction_log=False, reports_dir=project.reports
+    )
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert "no labels" in page.text
+    assert "flagged_share" in page.text
 
 
 def test_the_new_product_line_raises_drift(mixed_project, tmp_path):
