@@ -53,7 +53,14 @@ class _Thresholded(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def fit(self, X, y=None):
-        labels = None if y is None else np.asarray(y, dtype=float).astype(int)
+        # The same rows must give the same model in any order (a rerun writes the training
+        # set in another order), and both the split below and some detectors draw rows by
+        # position: put the rows in an order given by their content first, rounded so that
+        # float noise from scaling the rows in another order does not change it.
+        content = pd.util.hash_pandas_object(pd.DataFrame(X).round(6), index=False)
+        order = np.argsort(content.to_numpy(), kind="stable")
+        X = _rows(X, order)
+        labels = None if y is None else np.asarray(y, dtype=float).astype(int)[order]
         stratify = labels if labels is not None and np.bincount(labels).min() >= 2 else None
         index = np.arange(len(X))
         fit_rows, validation_rows = train_test_split(
