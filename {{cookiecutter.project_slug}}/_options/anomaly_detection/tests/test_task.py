@@ -78,6 +78,15 @@ def test_every_candidate_scores_and_flags(name, sensors):
     assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 
+def test_the_same_rows_in_another_order_give_the_same_model(sensors):
+    X = sensors[list(task.SENSORS)].to_numpy()
+    shuffled = X[np.random.default_rng(1).permutation(len(X))]
+    first = task.make_candidate("robust_covariance", {}, seed=0).fit(X)
+    second = task.make_candidate("robust_covariance", {}, seed=0).fit(shuffled)
+    assert first.threshold_ == pytest.approx(second.threshold_)
+    assert np.allclose(first.score_samples(X), second.score_samples(X))
+
+
 def test_perfect_scores_score_perfectly():
     y = np.array([0, 0, 1, 0, 1])
     scores = y.astype(float)
