@@ -214,9 +214,12 @@ def own_sensor_csv_with_and_without_labels(installed: Path, tmp_path: Path) -> N
         "bearing_temp": "numeric",
     }
 
+    project = render("anomaly_detection", tmp_path / "unlabelled")  # no labels at all
+    own_sensor_data().drop(columns="fault").to_csv(
+        project / "data" / "external" / "pumps.csv", index=False
+    )
     config["target"] = {"name": None}
-    config["drop"] = ["reading_time", "fault"]
-    problem_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     unlabelled = subprocess.run(
         [python_of(installed), "-m", project_package(installed), "pipeline"],
         cwd=project,
@@ -225,12 +228,12 @@ def own_sensor_csv_with_and_without_labels(installed: Path, tmp_path: Path) -> N
         text=True,
     )
     assert unlabelled.returncode == 1, unlabelled.stdout + unlabelled.stderr
-    assert "no labels" in unlabelled.stderr
+    assert "evaluation gate failed: no labels" in unlabelled.stderr
     candidate = (project / "models" / "candidate").read_text().strip()
-    assert candidate != version
     metadata = json.loads((project / "models" / candidate / "metadata.json").read_text())
     assert metadata["target"] is None
-    assert (project / "models" / "current").read_text().strip() == version  # still served
+    assert len(metadata["features"]) == 5
+    assert not (project / "models" / "current").exists()  # nothing promoted without labels
 
 
 def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
