@@ -61,7 +61,7 @@ def bench(problem_type: str, workdir: Path) -> dict:
         ],
         cwd=workdir,
     )
-    project = workdir / f"bench-{problem_type}"
+    project = workdir / f"bench-{problem_type.replace('_', '-')}"  # the slug has no underscores
     run(["make", "setup"], cwd=project)
     times = []
     for _ in range(RUNS):
