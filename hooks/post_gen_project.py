@@ -20,6 +20,7 @@ SAMPLE_DATA = {
     "regression": "the diabetes data set (disease progression from 10 measurements)",
     "text_classification": "1,500 generated product reviews with star ratings (CC0)",
     "forecasting": "a generated daily demand series (trend, weekly season, noise and gaps)",
+    "anomaly_detection": "generated factory sensor readings with labelled injected anomalies",
 }
 
 

@@ -30,7 +30,13 @@ SLUG_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 SLUG_RULE = "must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter"
 PACKAGE_RE = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}")
-PROBLEM_TYPES = ("classification", "regression", "text_classification", "forecasting")
+PROBLEM_TYPES = (
+    "classification",
+    "regression",
+    "text_classification",
+    "forecasting",
+    "anomaly_detection",
+)
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
 # Not in the standard library list, but importing them would still go wrong.

@@ -30,6 +30,7 @@ COMBINATIONS = {
     "regression": {"problem_type": "regression", "python_version": "3.12"},
     "text_classification": {"problem_type": "text_classification", "python_version": "3.11"},
     "forecasting": {"problem_type": "forecasting", "python_version": "3.11"},
+    "anomaly_detection": {"problem_type": "anomaly_detection", "python_version": "3.11"},
 }
 # The other offered Python versions: installed and tested, without the full tour above.
 SMOKE = [
@@ -216,8 +217,89 @@ def own_series(days: int = 60) -> pd.DataFrame:
     return frame.drop(index=missing_hours).sample(frac=1, random_state=1)  # and unsorted
 
 
+def own_sensor_data(rows: int = 1500) -> pd.DataFrame:
+    """Pump readings with a timestamp, gaps, and faults labelled in a `fault` column."""
+    rng = np.random.default_rng(7)
+    demand = np.convolve(rng.normal(0, 1, rows + 20), np.ones(20) / np.sqrt(20), "valid")[:rows]
+    frame = pd.DataFrame(
+        {
+            "reading_time": pd.date_range("2025-01-06", periods=rows, freq="5min").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "pump": rng.choice(["P1", "P2"], rows),
+            "flow": 40 + 6 * demand + rng.normal(0, 0.8, rows),
+            "head_pressure": 3 - 0.2 * demand + rng.normal(0, 0.05, rows),
+            "power_kw": 15 + 2 * demand + rng.normal(0, 0.3, rows),
+            "bearing_temp": 50 + 1.5 * demand + rng.normal(0, 0.6, rows),
+        }
+    )
+    fault = np.zeros(rows, dtype=int)
+    for row in rng.choice(np.arange(10, rows), rows // 25, replace=False):
+        fault[row] = 1
+        if rng.random() < 0.5:  # power without the flow it should give: a clogged impeller
+            frame.loc[row, "power_kw"] += rng.uniform(1.5, 3)
+        else:
+            frame.loc[row, "bearing_temp"] += rng.uniform(6, 12)
+    frame["fault"] = fault
+    for column in ("flow", "bearing_temp"):
+        frame.loc[rng.choice(rows, rows // 30, replace=False), column] = None
+    return frame
+
+
+def own_sensor_csv_with_and_without_labels(installed: Path, tmp_path: Path) -> None:
+    """Sensor readings with a timestamp and a `fault` label, configured in problem.yaml
+    alone; then the same readings with `target.name: null` still train a detector."""
+    project = render("anomaly_detection", tmp_path)
+    own_sensor_data().to_csv(project / "data" / "external" / "pumps.csv", index=False)
+    problem_yaml = project / "configs" / "problem.yaml"
+    config = yaml.safe_load(problem_yaml.read_text())
+    config["source"] = {"kind": "file", "path": "data/external/pumps.csv"}
+    config["target"] = {"name": "fault"}
+    config["drop"] = ["reading_time"]
+    problem_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    sh(project, python_of(installed), "-m", project_package(installed), "pipeline")
+
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["gate"]["passed"], metrics["gate"]["reason"]
+    assert metrics["primary"]["candidate"] > metrics["primary"]["baseline"]
+    version = (project / "models" / "current").read_text().strip()
+    metadata = json.loads((project / "models" / version / "metadata.json").read_text())
+    assert {f["name"]: f["kind"] for f in metadata["features"]} == {
+        "pump": "categorical",
+        "flow": "numeric",
+        "head_pressure": "numeric",
+        "power_kw": "numeric",
+        "bearing_temp": "numeric",
+    }
+
+    project = render("anomaly_detection", tmp_path / "unlabelled")  # no labels at all
+    own_sensor_data().drop(columns="fault").to_csv(
+        project / "data" / "external" / "pumps.csv", index=False
+    )
+    config["target"] = {"name": None}
+    (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    unlabelled = subprocess.run(
+        [python_of(installed), "-m", project_package(installed), "pipeline"],
+        cwd=project,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert unlabelled.returncode == 1, unlabelled.stdout + unlabelled.stderr
+    assert "evaluation gate failed: no labels" in unlabelled.stderr
+    candidate = (project / "models" / "candidate").read_text().strip()
+    metadata = json.loads((project / "models" / candidate / "metadata.json").read_text())
+    assert metadata["target"] is None
+    assert len(metadata["features"]) == 5
+    assert not (project / "models" / "current").exists()  # nothing promoted without labels
+
+
 def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     problem_type = problem_type_of(installed)
+    if problem_type == "anomaly_detection":  # customer records hold no sensor faults
+        own_sensor_csv_with_and_without_labels(installed, tmp_path)
+        return
     project = render(problem_type, tmp_path)  # the installed package runs in a clean copy
     if problem_type == "forecasting":
         own_series_runs(installed, project)
@@ -438,8 +520,15 @@ def row_traffic(installed: Path) -> tuple[list[dict], list[dict], str]:
     features = json.loads((installed / "data" / "processed" / "features.json").read_text())
     names = [name for name, _ in features["features"]]
     records = train[names].astype(object).where(train[names].notna(), None).to_dict("records")
-    rows = [records[i % len(records)] for i in range(300)]  # the sample sets are small
-    drifted, moved = drift(rows, train, dict(features["features"]))
+    # spread over the whole training set: consecutive sensor readings are alike
+    rows = [records[i * len(records) // 300] for i in range(300)]
+    if problem_type_of(installed) == "anomaly_detection":  # a new product line starts
+        sh(installed, "make", "new-line-data")
+        new = pd.read_csv(installed / "data" / "external" / "sensors_new_line.csv").head(300)
+        drifted = new[names].astype(object).where(new[names].notna(), None).to_dict("records")
+        moved = next(name for name, kind in features["features"] if kind == "numeric")
+    else:
+        drifted, moved = drift(rows, train, dict(features["features"]))
     return (
         [{"instances": rows[start : start + 50]} for start in range(0, 300, 50)],
         [{"instances": drifted[start : start + 50]} for start in range(0, 300, 50)],

@@ -60,7 +60,7 @@ def mixed_project(tmp_path_factory) -> Paths:
     paths = Paths(root)
     problem = load_problem(paths.problem)
     frame = task.SAMPLES[problem.source.name]()
-    first = frame.columns[0]
+    first = frame.select_dtypes("number").columns[0]
     frame["band"] = pd.qcut(frame[first], 3, labels=["low", "mid", "high"]).astype(str)
     frame["seen_on"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime(
         "%Y-%m-%d"

@@ -54,7 +54,8 @@ def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
                 "name": name,
                 "baseline": evaluation["baseline"][name],
                 "candidate": evaluation["candidate"][name],
-                "greater_is_better": task.METRICS[name].greater_is_better,
+                # None for a description of unlabelled predictions, which is not a metric
+                "greater_is_better": getattr(task.METRICS.get(name), "greater_is_better", None),
             }
             for name in evaluation["candidate"]
         ]

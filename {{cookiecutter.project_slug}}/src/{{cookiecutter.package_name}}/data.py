@@ -151,7 +151,8 @@ def validation_schema(problem: ProblemConfig, params: Params, features: dict[str
         )
         for name, kind in features.items()
     }
-    columns[problem.target.name] = task.target_column(problem.target)
+    if problem.target.name is not None:  # anomaly labels, for one, are optional
+        columns[problem.target.name] = task.target_column(problem.target)
     return pa.DataFrameSchema(columns, strict=False)
 
 

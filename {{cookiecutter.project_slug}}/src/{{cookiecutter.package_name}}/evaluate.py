@@ -95,6 +95,11 @@ def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, st
     primary = report["primary"]
     name, better = primary["metric"], primary["greater_is_better"]
     candidate, baseline = primary["candidate"], primary["baseline"]
+    if candidate is None:
+        return False, (
+            f"no labels: {name} cannot be measured without a target column; review the "
+            "flagged test rows, then promote by hand with `models promote --force`"
+        )
     sign = 1.0 if better else -1.0
     improvement = sign * (candidate - baseline)
     low, high = primary["ci"]["difference"]
@@ -142,14 +147,21 @@ def evaluate(
 ) -> tuple[dict, task.Predictions]:
     """Every metric for both models on the test set, plus intervals for the primary metric.
 
+    Without a target, task.score describes the predictions instead and nothing is compared.
     Returns the report and the candidate's test-set predictions (for the figures)."""
     features = [f["name"] for f in model_bundle.metadata["features"]]
-    X, y = test[features], test[problem.target.name].to_numpy()
+    target = problem.target.name
+    X, y = test[features], None if target is None else test[target].to_numpy()
     candidate = task.predict(model_bundle.model, X)
     baseline = task.predict(model_bundle.baseline, X)
     metric = problem.metric
-    log.info("bootstrapping %s over %d resamples", metric, params.evaluation.bootstrap_resamples)
     candidate_scores, baseline_scores = task.score(y, candidate), task.score(y, baseline)
+    ci = None
+    if y is not None:
+        log.info(
+            "bootstrapping %s over %d resamples", metric, params.evaluation.bootstrap_resamples
+        )
+        ci = bootstrap_primary(y, candidate, baseline, metric, params)
     report = {
         "version": model_bundle.version,
         "test_rows": len(test),
@@ -158,10 +170,10 @@ def evaluate(
         "primary": {
             "metric": metric,
             "greater_is_better": task.METRICS[metric].greater_is_better,
-            "candidate": candidate_scores[metric],
-            "baseline": baseline_scores[metric],
+            "candidate": candidate_scores.get(metric),
+            "baseline": baseline_scores.get(metric),
             "confidence": params.evaluation.confidence,
-            "ci": bootstrap_primary(y, candidate, baseline, metric, params),
+            "ci": ci,
         },
         "cv": model_bundle.metadata["cv"],
     }
@@ -179,8 +191,17 @@ def _markdown(report: dict, figures: list[Path], reports_dir: Path) -> str:
         for name in report["candidate"]
     ]
     table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f")
-    ci = primary["ci"]
+    ci, cv = primary["ci"], report["cv"]
     level = f"{primary['confidence']:.0%}"
+    intervals = ["- not measurable: the test set has no labels"]
+    if ci:
+        intervals = [
+            f"- candidate: {primary['candidate']:.4f} [{ci['candidate'][0]:.4f}, {ci['candidate'][1]:.4f}]",
+            f"- baseline: {primary['baseline']:.4f} [{ci['baseline'][0]:.4f}, {ci['baseline'][1]:.4f}]",
+            f"- difference: {primary['candidate'] - primary['baseline']:.4f} "
+            f"[{ci['difference'][0]:.4f}, {ci['difference'][1]:.4f}] (paired resamples)",
+            f"- cross-validation on the training set: {cv['mean']:.4f} ± {cv['std']:.4f}",
+        ]
     lines = [
         f"# Evaluation of model {report['version']}",
         "",
@@ -194,11 +215,7 @@ def _markdown(report: dict, figures: list[Path], reports_dir: Path) -> str:
         "",
         f"## Primary metric: {primary['metric']} with {level} bootstrap intervals",
         "",
-        f"- candidate: {primary['candidate']:.4f} [{ci['candidate'][0]:.4f}, {ci['candidate'][1]:.4f}]",
-        f"- baseline: {primary['baseline']:.4f} [{ci['baseline'][0]:.4f}, {ci['baseline'][1]:.4f}]",
-        f"- difference: {primary['candidate'] - primary['baseline']:.4f} "
-        f"[{ci['difference'][0]:.4f}, {ci['difference'][1]:.4f}] (paired resamples)",
-        f"- cross-validation on the training set: {report['cv']['mean']:.4f} ± {report['cv']['std']:.4f}",
+        *intervals,
         "",
         "## Figures",
         "",
@@ -235,7 +252,7 @@ def run(
 
     figures_dir = reports_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    y = test[problem.target.name].to_numpy()
+    y = None if problem.target.name is None else test[problem.target.name].to_numpy()
     figures = task.evaluation_figures(y, candidate, figures_dir)
     write_json(reports_dir / "metrics.json", report)
     write_json(model_bundle.path / "evaluation.json", report)  # beside the bundle, for the service

@@ -73,7 +73,7 @@ def infer_kind(column: pd.Series) -> FeatureKind:
 
 def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
     """The features to model: declared in problem.yaml, or inferred from the data."""
-    if problem.target.name not in df.columns:
+    if problem.target.name is not None and problem.target.name not in df.columns:
         raise DataError(
             f"problem.yaml target.name: {problem.target.name!r} is not a column of the data; "
             f"columns are: {', '.join(map(str, df.columns))}"
@@ -124,10 +124,10 @@ class CleaningReport:
     rows_out: int
 
 
-def clean(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, CleaningReport]:
-    """Drop exact duplicate rows and rows without a target."""
+def clean(df: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame, CleaningReport]:
+    """Drop exact duplicate rows and rows without a target (if there is one)."""
     deduplicated = df.drop_duplicates()
-    labelled = deduplicated[deduplicated[target].notna()]
+    labelled = deduplicated if target is None else deduplicated[deduplicated[target].notna()]
     report = CleaningReport(
         rows_in=len(df),
         duplicates=len(df) - len(deduplicated),
@@ -289,7 +289,8 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     features = resolve_features(raw, problem)
     validate(raw, problem, params, features)
     target = problem.target.name
-    cleaned, report = clean(normalise_types(raw[[*features, target]], features), target)
+    columns = [*features, *([target] if target is not None else [])]
+    cleaned, report = clean(normalise_types(raw[columns], features), target)
     log.info(
         "cleaning: %d rows in, %d duplicates and %d without a target removed, %d rows out",
         report.rows_in,
@@ -323,7 +324,8 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
             stamp = previous["written_at"].replace(":", "") if previous else "unknown"
             os.replace(test_path, archive / f"test-{stamp}.parquet")
             log.warning("the source changed: archived the old test set and wrote a new one")
-        strata = task.strata(cleaned[target]) if params.split.stratify else None
+        stratify = params.split.stratify and target is not None
+        strata = task.strata(cleaned[target]) if stratify else None
         train, test = split(cleaned, strata, params.split)
         test.to_parquet(test_path, index=False)
         write_json(

@@ -30,7 +30,7 @@ TOP_TERMS = 30  # text: the words whose shares are compared for drift
 class TrainResult:
     model: object
     baseline: object
-    cv: dict
+    cv: dict | None
 
 
 def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
@@ -55,15 +55,22 @@ def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params:
 def fit(
     train: pd.DataFrame, features: dict[str, FeatureKind], problem: ProblemConfig, params: Params
 ) -> TrainResult:
-    """Cross-validate the candidate, then fit it and the baseline on the whole training set."""
-    X, y = train[list(features)], train[problem.target.name]
+    """Cross-validate the candidate, then fit it and the baseline on the whole training set.
+
+    Without a target (unlabelled anomaly data) there is nothing to cross-validate against."""
+    target = problem.target.name
+    X, y = train[list(features)], None if target is None else train[target]
     try:
         estimator = task.make_candidate(params.model.name, params.model.params, params.split.seed)
     except ValueError as exc:
         raise ConfigError(f"params.yaml model.params: {exc}") from exc
     candidate = model_pipeline(features, params.preprocessing, estimator)
-    cv = cross_validate(candidate, X, y, problem.metric, params)
-    log.info("cv %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
+    cv = None
+    if y is None:
+        log.info("no target column: cross-validation skipped")
+    else:
+        cv = cross_validate(candidate, X, y, problem.metric, params)
+        log.info("cv %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
     candidate.fit(X, y)
     baseline = task.make_baseline(params.baseline.strategy, params.split.seed).fit(X, y)
     return TrainResult(model=candidate, baseline=baseline, cv=cv)

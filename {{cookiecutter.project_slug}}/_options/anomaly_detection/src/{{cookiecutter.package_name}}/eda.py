@@ -1,0 +1,256 @@
+"""Stage 3: an exploratory report on the training set, as Markdown with PNG figures.
+
+Only the training set is explored: decisions taken while looking at the test set would leak
+it into the model and make the evaluation optimistic. With labels, every sensor is shown for
+normal and anomalous readings apart, with the anomaly rate overall and per category (such
+as the machine); without labels, the same report minus those parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from . import task
+from .config import FeatureKind
+
+log = logging.getLogger(__name__)
+
+SKEW_LIMIT = 1.0
+
+
+def numeric_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    summary = df[columns].describe().T
+    summary["skew"] = df[columns].skew()
+    return summary
+
+
+def categorical_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    rows = []
+    for name in columns:
+        counts = df[name].astype(str).value_counts()
+        rows.append(
+            {
+                "feature": name,
+                "distinct": len(counts),
+                "top": counts.index[0],
+                "top share": counts.iloc[0] / len(df),
+            }
+        )
+    return pd.DataFrame(rows).set_index("feature")
+
+
+def missing_summary(df: pd.DataFrame) -> pd.DataFrame:
+    missing = df.isna().sum()
+    return pd.DataFrame({"missing": missing, "share": missing / len(df)}).sort_values(
+        "share", ascending=False
+    )
+
+
+def _save(fig, path: Path, out_dir: Path) -> str:
+    """Save and close a figure; return its link relative to the report."""
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.relative_to(out_dir).as_posix()
+
+
+def features_figure(df: pd.DataFrame, features: dict[str, FeatureKind]):
+    cols = 4
+    rows = math.ceil(len(features) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, (name, kind) in zip(axes.flat, features.items(), strict=False):
+        column = df[name]
+        if kind == "numeric":
+            column.dropna().plot.hist(ax=ax, bins=25, color="tab:blue")
+        elif kind == "categorical":
+            column.astype(str).value_counts().head(10).plot.barh(ax=ax, color="tab:blue")
+        else:
+            dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601").dropna()
+            ax.hist(dates, bins=25, color="tab:blue")
+            ax.tick_params(axis="x", labelrotation=30)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("")
+    for ax in list(axes.flat)[len(features) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def missing_figure(missing: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(missing) + 1.2))
+    missing["share"].sort_values().plot.barh(ax=ax, color="tab:orange")
+    ax.set_xlim(0, max(0.05, float(missing["share"].max()) * 1.1))
+    ax.set_xlabel("share of rows missing")
+    fig.tight_layout()
+    return fig
+
+
+def correlation_figure(df: pd.DataFrame, columns: list[str]):
+    corr = df[columns].corr(method="spearman")
+    size = 0.45 * len(columns) + 2
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(columns)), columns, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(columns)), columns, fontsize=8)
+    fig.colorbar(image, ax=ax, label="Spearman correlation")
+    fig.tight_layout()
+    return fig
+
+
+def target_figure(y: pd.Series):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    task.plot_target(ax, y)
+    ax.set_title(f"label: {y.name}")
+    fig.tight_layout()
+    return fig
+
+
+def by_label_figure(df: pd.DataFrame, columns: list[str], target: str):
+    """Each numeric feature's distribution for normal and for anomalous readings."""
+    cols = 3
+    rows = math.ceil(len(columns) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False)
+    anomalous = pd.to_numeric(df[target], errors="coerce") == 1
+    for ax, name in zip(axes.flat, columns, strict=False):
+        values = df[name].dropna()
+        bins = np.histogram_bin_edges(values, bins=30)
+        for mask, label, colour in (
+            (~anomalous, "normal", "tab:blue"),
+            (anomalous, "anomaly", "tab:red"),
+        ):
+            ax.hist(
+                df.loc[mask, name].dropna(),
+                bins=bins,
+                density=True,
+                alpha=0.55,
+                color=colour,
+                label=label,
+            )
+        ax.set_title(name, fontsize=9)
+    axes.flat[0].legend(fontsize=8)
+    for ax in list(axes.flat)[len(columns) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def anomaly_rates(df: pd.DataFrame, target: str, categorical: list[str]) -> pd.DataFrame:
+    """The anomaly rate and row count per value of each categorical feature."""
+    anomalous = (pd.to_numeric(df[target], errors="coerce") == 1).rename("anomaly rate")
+    tables = [
+        anomalous.groupby(df[name].astype(str))
+        .agg(["mean", "size"])
+        .rename_axis("value")
+        .reset_index()
+        .assign(feature=name)
+        for name in categorical
+    ]
+    table = pd.concat(tables).rename(columns={"mean": "anomaly rate", "size": "rows"})
+    return table.set_index(["feature", "value"])
+
+
+def report(
+    df: pd.DataFrame, features: dict[str, FeatureKind], target: str | None, out_dir: Path
+) -> Path:
+    """Write out_dir/README.md with summary tables and figures; return its path."""
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    numeric = [n for n, k in features.items() if k == "numeric"]
+    categorical = [n for n, k in features.items() if k == "categorical"]
+    labelled = target is not None
+    missing = missing_summary(df[[*features, *([target] if labelled else [])]])
+
+    lines = [
+        "# Exploratory data analysis (training set)",
+        "",
+        f"{len(df)} rows, {len(features)} features "
+        f"({len(numeric)} numeric, {len(categorical)} categorical, "
+        f"{len(features) - len(numeric) - len(categorical)} date), "
+        + (f"label `{target}`." if labelled else "no labels."),
+        "",
+    ]
+    if labelled:
+        rate = float((pd.to_numeric(df[target], errors="coerce") == 1).mean())
+        lines += [
+            "## Anomalies",
+            "",
+            f"{rate:.1%} of the training readings are labelled anomalous. A detector that "
+            "flags about that share is calibrated; PR-AUC of a random score equals this rate.",
+            "",
+            f"![label]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
+            "",
+        ]
+        if numeric:
+            link = _save(by_label_figure(df, numeric, target), figures / "by_label.png", out_dir)
+            lines += [
+                "### Each feature, normal against anomalous readings",
+                "",
+                "Anomalies far outside a feature's normal range are what a per-feature rule "
+                "(the baseline) catches; those inside every range show only in how features "
+                "move together.",
+                "",
+                f"![by label]({link})",
+                "",
+            ]
+        if categorical:
+            table = anomaly_rates(df, target, categorical).to_markdown(floatfmt=".3g")
+            lines += ["### Anomaly rate per category", "", table, ""]
+    if numeric:
+        summary = numeric_summary(df, numeric)
+        skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
+        lines += ["## Numeric features", "", summary.to_markdown(floatfmt=".3g"), ""]
+        if skewed:
+            lines += [
+                f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
+                "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
+                "",
+            ]
+    if categorical:
+        lines += [
+            "## Categorical features",
+            "",
+            categorical_summary(df, categorical).to_markdown(floatfmt=".3g"),
+            "",
+        ]
+    lines += [
+        "## Feature distributions",
+        "",
+        f"![features]({_save(features_figure(df, features), figures / 'features.png', out_dir)})",
+        "",
+        "## Missing values",
+        "",
+        "A sensor that goes silent shows up here first; the monitor watches its missing rate.",
+        "",
+        missing.to_markdown(floatfmt=".3g"),
+        "",
+        f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
+        "",
+    ]
+    if len(numeric) >= 2:
+        link = _save(correlation_figure(df, numeric), figures / "correlations.png", out_dir)
+        strongest = strongest_pairs(df[numeric].corr(method="spearman"))
+        lines += [
+            "## Correlations",
+            "",
+            "Sensors driven by the same process move together. A reading that breaks such a "
+            "relation is abnormal even when each value looks usual on its own.",
+            "",
+            f"![correlations]({link})",
+            "",
+        ]
+        lines += [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
+    out = out_dir / "README.md"
+    out.write_text("\n".join(lines), encoding="utf-8")
+    log.info("wrote the EDA report %s", out)
+    return out
+
+
+def strongest_pairs(corr: pd.DataFrame, top: int = 5) -> list[tuple[str, str, float]]:
+    upper = corr.where(np.triu(np.ones(corr.shape, dtype=bool), k=1)).stack()
+    ranked = upper.reindex(upper.abs().sort_values(ascending=False).index).head(top)
+    return [(a, b, float(r)) for (a, b), r in ranked.items()]
