@@ -109,7 +109,7 @@ def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample
 
 
 def test_validation_rejects_a_feature_missing_too_often(problem, params, sample):
-    column = sample.select_dtypes("number").columns[0]
+    column = next(iter(resolve_features(sample, problem)))
     sample.loc[: int(len(sample) * 0.8), column] = None
     with pytest.raises(
         DataError, match=rf"column '{column}': missing_share: \d+ of {len(sample)} rows missing"

@@ -86,7 +86,8 @@ def test_the_test_set_is_written_once_and_reused(project, problem, params):
 
 def test_invalid_data_writes_nothing_downstream(project, problem, params):
     raw = task.SAMPLES[problem.source.name]()
-    column = raw.select_dtypes("number").columns[0]
+    kinds = features.resolve_features(raw, problem)
+    column = next(name for name, kind in kinds.items() if kind in ("numeric", "text", "datetime"))
     raw[column] = raw[column].astype(object)
     raw.loc[0, column] = " "  # neither a number, a date nor a text
     with pytest.raises(data.DataError, match=column):
