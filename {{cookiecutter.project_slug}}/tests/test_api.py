@@ -333,7 +333,7 @@ def test_the_dashboard_shows_the_model_metrics_drift_and_history(mixed_project, 
     reports = tmp_path / "reports"
     (reports / "monitoring").mkdir(parents=True)
     drift = {
-        "time": "2024-05-01T00:00:00+00:00",
+        "created_at": "2024-05-01T00:00:00+00:00",
         "rows": 500,
         "drift": True,
         "drifted": ["band"],
@@ -361,6 +361,7 @@ def test_the_dashboard_shows_the_model_metrics_drift_and_history(mixed_project, 
     assert bundle.read_pointer(mixed_project.models, "current") in html
     assert 'id="drift-status" class="badge drift">drift<' in html
     assert "PSI 0.90" in html
+    assert "Latest report 2024-05-01T00:00:00+00:00 on" in html
     assert "/v1/predict" in html  # traffic counts
     assert "promoted" in html  # registry history
     assert runbook.status_code == 200

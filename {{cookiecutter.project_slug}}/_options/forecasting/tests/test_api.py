@@ -356,7 +356,7 @@ def test_the_dashboard_shows_the_forecast_metrics_drift_and_history(
     reports = tmp_path / "reports"
     (reports / "monitoring").mkdir(parents=True)
     drift = {
-        "time": "2024-05-01T00:00:00+00:00",
+        "created_at": "2024-05-01T00:00:00+00:00",
         "rows": 500,
         "drift": True,
         "drifted": ["level"],
@@ -382,6 +382,7 @@ def test_the_dashboard_shows_the_forecast_metrics_drift_and_history(
     html = page.text
     assert bundle.read_pointer(trained_project.models, "current") in html
     assert 'id="drift-status" class="badge drift">drift<' in html
+    assert "Latest report 2024-05-01T00:00:00+00:00 on" in html
     assert all(f"<td>{name}" in html for name in task.METRICS)  # mase, mae, rmse, smape
     assert "/v1/predict" in html  # traffic counts
     assert "promoted" in html  # registry history
