@@ -15,7 +15,7 @@ import typer
 
 from . import data, eda, evaluate, features, monitor, registry, train
 from .config import Paths, load_params, load_problem
-from .errors import DriftDetected, GateFailed, ProjectError
+from .errors import DriftDetected, ProjectError, exit_code
 
 app = typer.Typer(
     help="The ML workflow, stage by stage: from collect to evaluate, then monitor and retrain.",
@@ -199,9 +199,8 @@ def main() -> None:
     )
     try:
         app()
-    except (GateFailed, DriftDetected) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
     except ProjectError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = exit_code(exc)
+        prefix = {1: "no", 3: "cannot tell"}.get(code, "error")
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        sys.exit(code)
