@@ -180,3 +180,20 @@ def test_a_new_source_draws_a_new_split_and_archives_the_old_one(project, proble
 
     assert len(list((project.processed / "archive").glob("split-*.json"))) == 1
     assert sorted(recorded_test_ids(project)) == sorted(first)  # same seed, same identities
+
+
+def test_a_source_whose_test_rows_are_all_gone_gets_a_new_split(project, params, caplog):
+    sample = task.SAMPLES[load_problem(project.problem).source.name]()
+    half = len(sample) // 2
+    problem = use_file(project, sample.iloc[:half])
+    data.collect(problem, project.raw, project.root)
+    prepare(project, problem, params)
+
+    use_file(project, sample.iloc[half:])  # the same file name, other rows
+    data.collect(problem, project.raw, project.root, force=True)
+    prepare(project, problem, params)
+
+    _, test_rows = identified(project)
+    assert sorted(recorded_test_ids(project)) == sorted(test_rows.index)
+    assert set(test_rows.index) <= set(data.row_ids(data.read_raw(project.raw)))
+    assert "none of the recorded test rows is left" in caplog.text

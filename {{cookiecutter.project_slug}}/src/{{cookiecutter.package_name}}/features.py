@@ -370,9 +370,10 @@ def _train_and_test(
         train, test = _recorded_split(cleaned, previous, params.split)
         if len(test):
             return train, test
-        log.warning("none of the recorded test rows is left in the data: drawing a new split")
-    if previous:
-        _archive(processed_dir, previous)
+        _archive(processed_dir, previous, "none of the recorded test rows is left in the data")
+    elif previous:
+        reason = "the source changed" if previous["source"] != source else "no row identities"
+        _archive(processed_dir, previous, reason)
     target = problem.target.name
     stratify = params.split.stratify and target is not None
     strata = task.strata(cleaned[target]) if stratify else None
@@ -427,7 +428,7 @@ def _recorded_split(
     return train, test
 
 
-def _archive(processed_dir: Path, previous: dict) -> None:
+def _archive(processed_dir: Path, previous: dict, reason: str) -> None:
     """Move the old split record and test set aside before a new split replaces them."""
     archive = processed_dir / "archive"
     archive.mkdir(exist_ok=True)
@@ -436,7 +437,7 @@ def _archive(processed_dir: Path, previous: dict) -> None:
         if (processed_dir / name).exists():
             stem, suffix = name.split(".")
             os.replace(processed_dir / name, archive / f"{stem}-{stamp}.{suffix}")
-    log.warning("archived the old test set in %s and drew a new one", archive)
+    log.warning("%s: archived the old test set in %s and drew a new one", reason, archive)
 
 
 def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, processed_dir: Path) -> None:
