@@ -128,6 +128,29 @@ def test_a_second_pipeline_run_keeps_raw_data_and_the_test_set(installed):
     assert (raw.read_bytes(), test.read_bytes()) == before
 
 
+def test_dropping_a_column_after_a_run_keeps_the_test_rows(installed):
+    if problem_type_of(installed) == "forecasting":
+        pytest.skip("a forecast has one input, the timestamp: there is no column to drop")
+    processed = installed / "data" / "processed"
+    before = pd.read_parquet(processed / "test.parquet")
+    problem_yaml = installed / "configs" / "problem.yaml"
+    original = problem_yaml.read_text()
+    config = yaml.safe_load(original)
+    features = json.loads((processed / "features.json").read_text())["features"]
+    config["drop"] = [*config.get("drop", []), features[0][0]]
+    problem_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        sh(installed, "make", "prepare")
+        after = pd.read_parquet(processed / "test.parquet")
+        train = pd.read_parquet(processed / "train.parquet")
+    finally:
+        problem_yaml.write_text(original)
+        sh(installed, "make", "prepare")
+    assert sorted(after.index) == sorted(before.index)
+    assert features[0][0] in before.columns and features[0][0] not in after.columns
+    assert not set(train.index) & set(after.index)
+
+
 def own_data(problem_type: str, rows: int = 600) -> pd.DataFrame:
     """Customer records with the usual mess: IDs, dates, text categories, gaps."""
     rng = np.random.default_rng(7)

@@ -120,3 +120,16 @@ def test_validation_rejects_a_feature_missing_too_often(problem, params, sample)
 def test_a_target_missing_from_the_data_is_named(problem, sample):
     with pytest.raises(DataError, match=f"target.name: '{problem.target.name}' is not a column"):
         resolve_features(sample.drop(columns=problem.target.name), problem)
+
+
+def test_row_identities_follow_values_not_positions_or_dtypes():
+    frame = pd.DataFrame({"code": [1, 2, 1, 3], "city": ["Oslo", "Rome", "Oslo", None]})
+    ids = data.row_ids(frame)
+
+    assert ids.nunique() == len(frame)
+    assert (ids[0].endswith(".0"), ids[2].endswith(".1")) == (True, True)  # two copies
+    assert data.row_content(ids)[0] == data.row_content(ids)[2]
+    reordered = frame.iloc[[3, 1, 0, 2]][["city", "code"]].astype({"code": float})
+    assert sorted(data.row_ids(reordered)) == sorted(ids)  # 3 and 3.0 are one value
+    grown = pd.concat([frame, pd.DataFrame({"code": [9], "city": ["Lima"]})])
+    assert set(ids) < set(data.row_ids(grown))

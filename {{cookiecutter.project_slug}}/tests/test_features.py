@@ -37,11 +37,19 @@ def test_inference_leaves_out_id_like_text_columns_and_dropped_columns(problem, 
     assert "looks like an ID" in caplog.text
 
 
-def test_cleaning_reports_duplicates_and_rows_without_a_target():
-    frame = pd.DataFrame({"x": [1, 1, 2, 3], "y": ["a", "a", None, "b"]})
-    cleaned, report = features.clean(frame, "y")
-    assert (report.duplicates, report.missing_target, report.rows_out) == (1, 1, 2)
-    assert cleaned["y"].notna().all()
+def test_cleaning_keeps_repeated_rows_unless_asked_and_counts_both_rules():
+    frame = pd.DataFrame({"x": [1, 1, 2, 3, 1], "y": ["a", "a", None, "b", "a"]})
+    frame.index = data.row_ids(frame)
+
+    kept, report = features.clean(frame, "y")
+    assert (report.duplicates, report.duplicates_dropped, report.missing_target) == (2, 0, 1)
+    assert len(kept) == report.rows_out == 4
+    assert kept["y"].notna().all()
+
+    dropped, report = features.clean(frame, "y", drop_duplicates=True)
+    assert (report.duplicates, report.duplicates_dropped, report.missing_target) == (2, 2, 1)
+    assert list(dropped["x"]) == [1, 3]
+    assert report.duplicate_share == pytest.approx(2 / 5)
 
 
 def test_preprocessing_handles_missing_values_and_unseen_categories():
@@ -67,21 +75,6 @@ def test_preprocessing_handles_missing_values_and_unseen_categories():
     colour = [i for i, n in enumerate(names) if n.startswith("colour_")]
     assert out[0, colour].sum() == 0  # an unseen category switches on no known column
     assert out[0, names.index("good")] == 0  # a missing text holds no words
-
-
-def test_the_test_set_is_written_once_and_reused(project, problem, params):
-    data.collect(problem, project.raw, project.root)
-    raw = data.read_raw(project.raw)
-    features.prepare(raw.sample(frac=0.7, random_state=1), problem, params, project.processed)
-    _, first_test, _ = features.read_processed(project.processed)
-
-    features.prepare(raw, problem, params, project.processed)  # more data arrives
-    train, test, _ = features.read_processed(project.processed)
-
-    pd.testing.assert_frame_equal(test, first_test)
-    assert len(train) + len(test) == len(raw.drop_duplicates())
-    overlap = features.row_keys(train).isin(set(features.row_keys(test[train.columns])))
-    assert not overlap.any()
 
 
 def test_invalid_data_writes_nothing_downstream(project, problem, params):

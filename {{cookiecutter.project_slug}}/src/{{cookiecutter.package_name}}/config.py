@@ -92,6 +92,7 @@ class PreprocessingParams(_Strict):
     min_category_frequency: int = Field(1, ge=1)
     text_ngram_max: int = Field(2, ge=1)  # TF-IDF terms: words up to n-word sequences
     text_min_df: int = Field(2, ge=1)  # a term must appear in this many training texts
+    drop_duplicates: bool = False  # drop later copies of identical raw rows (counted in the log)
 
 
 class ValidationParams(_Strict):

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 RAW_FILE = "dataset.parquet"
 MANIFEST_FILE = "manifest.json"
+ROW_ID = "row_id"  # the index name of processed rows: the identity of their raw row
+_MISSING = "\x00missing"  # how a missing value enters a row's hash, whatever its dtype
 
 
 def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd.DataFrame:
@@ -52,6 +54,40 @@ def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd
         ) from exc
     finally:
         engine.dispose()
+
+
+def _canonical(column: pd.Series) -> pd.Series:
+    """Values in a form that does not depend on the dtype a reader inferred: numbers as
+    floats (3 and 3.0 are one value), everything else as text."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return pd.to_numeric(column).astype("float64")
+    return column.astype(str).where(column.notna(), _MISSING)
+
+
+def row_ids(raw: pd.DataFrame) -> pd.Series:
+    """A stable identity for every raw row: `<content>.<n>`.
+
+    `content` is a hash of the row's raw values (all columns, in name order), so it does not
+    change when rows are added, removed or reordered, or when features, kinds or
+    preprocessing change. `n` numbers identical rows in snapshot order (0 for the first
+    copy). All copies share `content`, which `row_content` returns: the split keeps them
+    on one side."""
+    canonical = pd.DataFrame(
+        {str(name): _canonical(raw[name]) for name in sorted(raw.columns, key=str)},
+        index=raw.index,
+    )
+    content = pd.Series(
+        [f"{value:016x}" for value in pd.util.hash_pandas_object(canonical, index=False)],
+        index=raw.index,
+        dtype=object,
+    )
+    copy = content.groupby(content, sort=False).cumcount()
+    return content + "." + copy.astype(str)
+
+
+def row_content(ids) -> pd.Series:
+    """The content part of row identities: equal for identical raw rows."""
+    return pd.Series(ids, dtype=object).str.split(".", n=1).str[0]
 
 
 def sha256_file(path: Path) -> str:
@@ -100,16 +136,24 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
         log.warning("archived the previous raw data to %s", archive)
 
     os.replace(staged, target)
+    copies = len(df) - row_content(row_ids(df)).nunique()
     manifest = {
         "file": RAW_FILE,
         "source": problem.source.model_dump(mode="json"),
         "rows": len(df),
+        "repeated_rows": copies,  # rows identical to an earlier one, kept as they came
         "columns": [str(c) for c in df.columns],
         "sha256": digest,
         "collected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(manifest_path, manifest)
-    log.info("collected %d rows x %d columns into %s", len(df), df.shape[1], target)
+    log.info(
+        "collected %d rows x %d columns into %s (%d repeat an earlier row)",
+        len(df),
+        df.shape[1],
+        target,
+        copies,
+    )
     return manifest
 
 

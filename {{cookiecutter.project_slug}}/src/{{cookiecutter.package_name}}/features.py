@@ -27,7 +27,7 @@ from sklearn.preprocessing import (
 
 from . import task
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
-from .data import validate, write_json
+from .data import ROW_ID, row_content, row_ids, validate, write_json
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -119,48 +119,71 @@ def normalise_types(df: pd.DataFrame, features: dict[str, FeatureKind]) -> pd.Da
 @dataclass(frozen=True)
 class CleaningReport:
     rows_in: int
-    duplicates: int
+    duplicates: int  # rows identical to an earlier raw row
+    duplicates_dropped: int  # of those, removed (preprocessing.drop_duplicates)
     missing_target: int
     rows_out: int
 
+    @property
+    def duplicate_share(self) -> float:
+        return self.duplicates / self.rows_in if self.rows_in else 0.0
 
-def clean(df: pd.DataFrame, target: str | None) -> tuple[pd.DataFrame, CleaningReport]:
-    """Drop exact duplicate rows and rows without a target (if there is one)."""
-    deduplicated = df.drop_duplicates()
-    labelled = deduplicated if target is None else deduplicated[deduplicated[target].notna()]
+
+def identified_rows(
+    raw: pd.DataFrame, features: dict[str, FeatureKind], target: str | None
+) -> pd.DataFrame:
+    """The features and target of the raw rows, typed, indexed by row identity."""
+    columns = [*features, *([target] if target is not None else [])]
+    rows = normalise_types(raw[columns], features)
+    rows.index = pd.Index(row_ids(raw).to_numpy(), name=ROW_ID)
+    return rows
+
+
+def clean(
+    df: pd.DataFrame, target: str | None, drop_duplicates: bool = False
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Drop rows without a target (if there is one) and, only when asked, repeated rows.
+
+    `df` is indexed by row identity (`data.row_ids`): a repeated row is a later copy of
+    an identical raw row. Kept copies stay together on one side of the split."""
+    repeated = row_content(df.index).duplicated().to_numpy()
+    kept = df[~repeated] if drop_duplicates else df
+    labelled = kept if target is None else kept[kept[target].notna()]
     report = CleaningReport(
         rows_in=len(df),
-        duplicates=len(df) - len(deduplicated),
-        missing_target=len(deduplicated) - len(labelled),
+        duplicates=int(repeated.sum()),
+        duplicates_dropped=len(df) - len(kept),
+        missing_target=len(kept) - len(labelled),
         rows_out=len(labelled),
     )
-    return labelled.reset_index(drop=True), report
-
-
-def row_keys(df: pd.DataFrame) -> pd.Series:
-    """A content hash per row, used to keep test rows out of every later training set."""
-    return pd.util.hash_pandas_object(df, index=False)
+    return labelled, report
 
 
 def split(
     df: pd.DataFrame, strata: pd.Series | None, params: SplitParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded train/test split; stratified when `strata` is given."""
-    if strata is not None and strata.value_counts().min() < 2:
-        rare = strata.value_counts().idxmin()
+    """A seeded train/test split of `df` (indexed by row identity), stratified when `strata`
+    is given. Identical rows form one group that falls wholly on one side; both sets keep
+    the order of `df`, so a reused split trains on exactly the same rows in the same order."""
+    groups = row_content(df.index)
+    first = ~groups.duplicated().to_numpy()
+    group_strata = None if strata is None else pd.Series(strata).to_numpy()[first]
+    if group_strata is not None and pd.Series(group_strata).value_counts().min() < 2:
+        rare = pd.Series(group_strata).value_counts().idxmin()
         raise DataError(
-            f"split: stratum {rare!r} has fewer than 2 rows; set split.stratify to false"
+            f"split: stratum {rare!r} has fewer than 2 distinct rows; set split.stratify to false"
         )
-    train, test = train_test_split(
-        df, test_size=params.test_size, random_state=params.seed, stratify=strata
-    )
-    return train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-def exclude(df: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
-    """Rows of `df` that are not in `held_out` (compared by content)."""
-    keep = ~row_keys(df).isin(set(row_keys(held_out[df.columns])))
-    return df[keep.to_numpy()].reset_index(drop=True)
+    try:
+        _, test_groups = train_test_split(
+            groups[first].to_numpy(),
+            test_size=params.test_size,
+            random_state=params.seed,
+            stratify=group_strata,
+        )
+    except ValueError as exc:
+        raise DataError(f"split: {len(df)} rows cannot be split: {exc}") from exc
+    in_test = groups.isin(set(test_groups)).to_numpy()
+    return df[~in_test], df[in_test]
 
 
 class DateParts(TransformerMixin, BaseEstimator):
@@ -272,94 +295,177 @@ def model_pipeline(
     return Pipeline([("preprocess", build_preprocessor(features, params)), ("model", estimator)])
 
 
-TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE = (
+TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE, CLEANING_FILE = (
     "train.parquet",
     "test.parquet",
     "features.json",
     "split.json",
+    "cleaning.json",
 )
 
 
 def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path) -> dict:
     """Validate, clean and split the raw data into processed_dir.
 
-    The test set is written once and reused while the source stays the same, so every later
-    run is evaluated on the same rows; new data only ever reaches the training set.
+    Every raw row has an identity (`data.row_ids`). The test set is recorded once, as the
+    identities of its rows in split.json, and both sets are rebuilt from the raw rows on
+    every run: changing features, drop, kinds or preprocessing keeps exactly the same test
+    rows, with the columns of the new configuration. New rows only ever reach training.
     """
     features = resolve_features(raw, problem)
     validate(raw, problem, params, features)
     target = problem.target.name
-    columns = [*features, *([target] if target is not None else [])]
-    cleaned, report = clean(normalise_types(raw[columns], features), target)
-    log.info(
-        "cleaning: %d rows in, %d duplicates and %d without a target removed, %d rows out",
-        report.rows_in,
-        report.duplicates,
-        report.missing_target,
-        report.rows_out,
-    )
+    rows = identified_rows(raw, features, target)
+    cleaned, report = clean(rows, target, params.preprocessing.drop_duplicates)
+    _log_cleaning(report)
     processed_dir.mkdir(parents=True, exist_ok=True)
-    test_path, split_path = processed_dir / TEST_FILE, processed_dir / SPLIT_FILE
-    source = problem.source.model_dump(mode="json")
-    previous = json.loads(split_path.read_text()) if split_path.exists() else None
-
-    if previous and previous["source"] == source and test_path.exists():
-        test = pd.read_parquet(test_path)
-        if set(test.columns) != set(cleaned.columns):
-            raise DataError(
-                f"{test_path} has columns {sorted(test.columns)} but the data now has "
-                f"{sorted(cleaned.columns)}; move the old test set away to start a new one"
-            )
-        train = exclude(cleaned, test)
-        log.info(
-            "reusing the test set of %s (%d rows); %d training rows",
-            previous["written_at"],
-            len(test),
-            len(train),
-        )
-    else:
-        if test_path.exists():
-            archive = processed_dir / "archive"
-            archive.mkdir(exist_ok=True)
-            stamp = previous["written_at"].replace(":", "") if previous else "unknown"
-            os.replace(test_path, archive / f"test-{stamp}.parquet")
-            log.warning("the source changed: archived the old test set and wrote a new one")
-        stratify = params.split.stratify and target is not None
-        strata = task.strata(cleaned[target]) if stratify else None
-        train, test = split(cleaned, strata, params.split)
-        test.to_parquet(test_path, index=False)
-        write_json(
-            split_path,
-            {
-                "source": source,
-                "test_rows": len(test),
-                "test_size": params.split.test_size,
-                "seed": params.split.seed,
-                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        )
-        log.info(
-            "new split: %d training rows, %d test rows (seed %d)",
-            len(train),
-            len(test),
-            params.split.seed,
-        )
-
-    train.to_parquet(processed_dir / TRAIN_FILE, index=False)
+    train, test = _train_and_test(cleaned, problem, params, processed_dir)
+    train.to_parquet(processed_dir / TRAIN_FILE)  # the index holds the row identities
+    test.to_parquet(processed_dir / TEST_FILE)
     # a list of pairs keeps the column order that the model was trained with
     write_json(
         processed_dir / FEATURES_FILE, {"target": target, "features": list(features.items())}
     )
-    return {"cleaning": asdict(report), "train_rows": len(train), "test_rows": len(test)}
+    summary = {
+        "cleaning": {**asdict(report), "duplicate_share": round(report.duplicate_share, 4)},
+        "train_rows": len(train),
+        "test_rows": len(test),
+    }
+    write_json(processed_dir / CLEANING_FILE, summary)
+    return summary
+
+
+def _log_cleaning(report: CleaningReport) -> None:
+    if report.duplicates_dropped:
+        log.warning(
+            "cleaning: dropped %d repeated rows (%.1f%% of %d), as preprocessing.drop_duplicates "
+            "asks",
+            report.duplicates_dropped,
+            100 * report.duplicate_share,
+            report.rows_in,
+        )
+    elif report.duplicates:
+        log.info(
+            "cleaning: %d rows (%.1f%%) repeat an earlier row; kept, each group on one side of "
+            "the split (preprocessing.drop_duplicates: true drops them)",
+            report.duplicates,
+            100 * report.duplicate_share,
+        )
+    log.info(
+        "cleaning: %d rows in, %d without a target removed, %d rows out",
+        report.rows_in,
+        report.missing_target,
+        report.rows_out,
+    )
+
+
+def _train_and_test(
+    cleaned: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recorded test rows while `source` stays the same; otherwise a new split."""
+    split_path = processed_dir / SPLIT_FILE
+    source = problem.source.model_dump(mode="json")
+    previous = json.loads(split_path.read_text()) if split_path.exists() else None
+    if previous and previous["source"] == source and "test_ids" in previous:
+        train, test = _recorded_split(cleaned, previous, params.split)
+        if len(test):
+            return train, test
+        _archive(processed_dir, previous, "none of the recorded test rows is left in the data")
+    elif previous:
+        reason = "the source changed" if previous["source"] != source else "no row identities"
+        _archive(processed_dir, previous, reason)
+    target = problem.target.name
+    stratify = params.split.stratify and target is not None
+    strata = task.strata(cleaned[target]) if stratify else None
+    train, test = split(cleaned, strata, params.split)
+    write_json(
+        split_path,
+        {
+            "source": source,
+            "test_rows": len(test),
+            "test_size": params.split.test_size,
+            "seed": params.split.seed,
+            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "test_ids": sorted(test.index),
+        },
+    )
+    log.info(
+        "new split: %d training rows, %d test rows (seed %d)",
+        len(train),
+        len(test),
+        params.split.seed,
+    )
+    return train, test
+
+
+def _recorded_split(
+    cleaned: pd.DataFrame, record: dict, params: SplitParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and test rebuilt by row identity: every copy of a recorded test row is a test row."""
+    in_test = row_content(cleaned.index).isin(set(row_content(record["test_ids"]))).to_numpy()
+    train, test = cleaned[~in_test], cleaned[in_test]
+    gone = len(set(record["test_ids"]) - set(test.index))
+    if gone:
+        log.warning(
+            "%d of the %d recorded test rows are no longer in the cleaned data "
+            "(removed from the source, or dropped by cleaning)",
+            gone,
+            len(record["test_ids"]),
+        )
+    if (record["seed"], record["test_size"]) != (params.seed, params.test_size):
+        log.warning(
+            "split.seed or split.test_size changed since %s; the recorded test set is kept "
+            "(move %s away to draw a new one)",
+            record["written_at"],
+            SPLIT_FILE,
+        )
+    log.info(
+        "reusing the test set of %s: %d test rows, %d training rows",
+        record["written_at"],
+        len(test),
+        len(train),
+    )
+    return train, test
+
+
+def _archive(processed_dir: Path, previous: dict, reason: str) -> None:
+    """Move the old split record and test set aside before a new split replaces them."""
+    archive = processed_dir / "archive"
+    archive.mkdir(exist_ok=True)
+    stamp = previous.get("written_at", "unknown").replace(":", "")
+    for name in (SPLIT_FILE, TEST_FILE):
+        if (processed_dir / name).exists():
+            stem, suffix = name.split(".")
+            os.replace(processed_dir / name, archive / f"{stem}-{stamp}.{suffix}")
+    log.warning("%s: archived the old test set in %s and drew a new one", reason, archive)
+
+
+def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, processed_dir: Path) -> None:
+    """Refuse a training set that holds a test row, or a copy of one."""
+    if train.index.name != ROW_ID or test.index.name != ROW_ID:
+        raise DataError(
+            f"{processed_dir} holds no row identities (written by an older version): "
+            "run `prepare` again"
+        )
+    shared = set(row_content(train.index)) & set(row_content(test.index))
+    if shared:
+        leaked = int(row_content(test.index).isin(shared).sum())
+        raise DataError(
+            f"{processed_dir}: {leaked} test rows are also in the training set, e.g. row "
+            f"{sorted(shared)[0]}; evaluation refused: run `prepare` again"
+        )
 
 
 def read_processed(
     processed_dir: Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
-    """The training set, the fixed test set and the feature schema written by `prepare`."""
+    """The training set, the fixed test set and the feature schema written by `prepare`,
+    after checking that no test row is in the training set."""
     paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
+    train, test = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    check_disjoint(train, test, processed_dir)
     features = dict(json.loads(paths[2].read_text())["features"])
-    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), features
+    return train.reset_index(drop=True), test.reset_index(drop=True), features

@@ -33,14 +33,22 @@ class TrainResult:
     cv: dict | None
 
 
+def cv_groups(X: pd.DataFrame, y: pd.Series) -> np.ndarray:
+    """One group per distinct (features, target) row: identical rows share a fold."""
+    rows = pd.concat([X, y], axis=1).astype(str)
+    return pd.util.hash_pandas_object(rows, index=False).to_numpy()
+
+
 def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
-    """Score the primary metric fold by fold on the training set only."""
+    """Score the primary metric fold by fold on the training set only, with every copy of a
+    repeated row in the same fold, so no fold is scored on rows it was fitted on."""
     spec = task.METRICS[metric]
     scorer = get_scorer(spec.scorer)
     sign = -1.0 if spec.scorer.startswith("neg_") else 1.0
     splitter = task.cv_splitter(params.cv.folds, params.split.seed)
     scores = []
-    for fold, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
+    folds = splitter.split(X, y, groups=cv_groups(X, y))
+    for fold, (fit_idx, val_idx) in enumerate(folds, start=1):
         fitted = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
         scores.append(sign * float(scorer(fitted, X.iloc[val_idx], y.iloc[val_idx])))
         log.info("cv fold %d/%d: %s = %.4f", fold, params.cv.folds, metric, scores[-1])

@@ -118,9 +118,10 @@ def strata(y: pd.Series) -> pd.Series:
 
 
 def cv_splitter(folds: int, seed: int):
-    from sklearn.model_selection import StratifiedKFold
+    """Stratified folds that keep each group of identical rows in one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
-    return StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
 def predict(model, X: pd.DataFrame) -> Predictions:

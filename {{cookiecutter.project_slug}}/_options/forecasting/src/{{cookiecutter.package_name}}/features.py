@@ -174,10 +174,24 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
 def read_processed(
     processed_dir: Path,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
-    """The training part, the test period and the input schema written by `prepare`."""
+    """The training part, the test period and the input schema written by `prepare`, after
+    checking that the training part ends before the test period starts."""
     paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
+    train, test = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
     features = dict(json.loads(paths[2].read_text())["features"])
-    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), features
+    check_disjoint(train, test, next(iter(features)), processed_dir)
+    return train, test, features
+
+
+def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, stamp: str, processed_dir: Path):
+    """A step's timestamp is its identity: refuse a training part that reaches the test period."""
+    if len(train) and len(test) and train[stamp].max() >= test[stamp].min():
+        leaked = int((test[stamp] <= train[stamp].max()).sum())
+        raise DataError(
+            f"{processed_dir}: {leaked} test steps are also in the training part (it ends "
+            f"{train[stamp].max()}, the test period starts {test[stamp].min()}); "
+            "evaluation refused: run `prepare` again"
+        )

@@ -102,9 +102,10 @@ def strata(y: pd.Series) -> pd.Series:
 
 
 def cv_splitter(folds: int, seed: int):
-    from sklearn.model_selection import KFold
+    """Shuffled folds that keep each group of identical rows in one fold."""
+    from sklearn.model_selection import GroupKFold
 
-    return KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
 
 
 def predict(model, X: pd.DataFrame) -> Predictions:
