@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import json
 import math
@@ -117,6 +118,26 @@ def test_a_bad_row_gets_a_422_naming_the_field(client, row, card, case):
     locations = [error["loc"] for error in response.json()["detail"]]
     named = (set(bad) ^ set(row)) | {k for k in row if bad.get(k) != row[k]}
     assert any(loc[:3] == ["body", "instances", 1] and loc[3] in named for loc in locations)
+
+
+def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_project):
+    """Values exactly as the CSV spells them: numbers as text, dates as YYYY/MM/DD."""
+    with open(mixed_project.root / "data" / "external" / "mixed.csv", newline="") as file:
+        complete = [row for row in csv.DictReader(file) if all(row.values())]
+    names = [f["name"] for f in card["features"]]
+    copied = [{name: row[name] for name in names} for row in complete[:25]]
+    day = feature_of(card, "datetime")
+    assert all("/" in row[day] for row in copied)
+    response = client.post("/v1/predict", json={"instances": copied})
+    assert response.status_code == 200, response.text
+
+    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
+    out = loaded.model[:-1].transform(to_frame(copied, card["features"]))
+    parts = list(loaded.model[:-1].get_feature_names_out())
+    days = [float(row[day].split("/")[2]) for row in copied]
+    assert out[:, parts.index(f"{day}_day")].tolist() == days  # read, not imputed
+    iso = [{**row, day: row[day].replace("/", "-")} for row in copied]
+    assert response.json() == client.post("/v1/predict", json={"instances": iso}).json()
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
