@@ -13,7 +13,7 @@ SYLLABLES = ["ber", "ko", "lin", "mar", "nes", "ost", "pa", "ren", "sa", "tov", 
 
 def names(rows: int, share: float) -> list[str]:
     """Two-word names with share * rows distinct values, none repeated more than twice."""
-    surnames = [f"{a}{b}".title() for a in SYLLABLES for b in SYLLABLES]
+    surnames = [f"{a}{b}{c}".title() for a in SYLLABLES for b in SYLLABLES for c in SYLLABLES]
     pool = [f"{first} {last}" for last in surnames for first in FIRST]
     distinct = math.ceil(share * rows)
     return [pool[i % distinct] for i in range(rows)]
