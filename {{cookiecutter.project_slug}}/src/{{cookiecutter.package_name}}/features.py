@@ -124,11 +124,12 @@ def infer_kind(column: pd.Series) -> FeatureKind:
 
 
 def id_like(column: pd.Series) -> str | None:
-    """Why a categorical column looks like names or IDs rather than categories, or None.
+    """Why a column of short strings looks like names or IDs rather than categories, or None.
 
-    Short values (under TEXT_MIN_WORDS words) with so many distinct values that each is
-    seen in at most MAX_ROWS_PER_ID rows on average: customer names, ticket numbers, e-mail
-    addresses. One-hot encoding them would give the model a column per row to memorise.
+    So many distinct values that each is seen in at most MAX_ROWS_PER_ID rows on average:
+    customer names, ticket numbers, e-mail addresses. (Longer values are free text, see
+    `_looks_like_text`.) One-hot encoding them would give the model a column per row to
+    memorise.
     """
     values = column.dropna().astype(str)
     distinct = values.nunique()

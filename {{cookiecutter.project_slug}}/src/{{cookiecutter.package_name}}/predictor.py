@@ -96,7 +96,8 @@ def row_model(schema: list[dict]) -> type[BaseModel]:
             note = (
                 f"one of {', '.join(feature['categories'][:20])}"
                 f"{' …' if len(feature['categories']) > 20 else ''}; "
-                "other values are accepted and treated as unseen"
+                "other values are accepted and treated as unseen; a number or true/false is "
+                "read as its text"
             )
         else:
             value_type = DateValue
