@@ -163,6 +163,10 @@ def infer_features(
             continue
         kind = infer_kind(df[name])
         reason = id_like(df[name]) if kind == "categorical" else None
+{%- if cookiecutter.problem_type == "anomaly_detection" %}
+        if kind == "text":
+            reason = "free text: the detectors read numbers, categories and dates, not text"
+{%- endif %}
         if reason:
             dropped[name] = reason
         else:
@@ -206,6 +210,14 @@ def check_columns(df: pd.DataFrame, problem: ProblemConfig) -> None:
             f"problem.yaml features/drop: {', '.join(map(repr, unknown))} not in the data; "
             f"columns are: {', '.join(map(str, df.columns))}"
         )
+{%- if cookiecutter.problem_type == "anomaly_detection" %}
+    text = [name for name, kind in (problem.features or {}).items() if kind == "text"]
+    if text:
+        raise DataError(
+            f"problem.yaml features: {', '.join(map(repr, text))} declared text, which the "
+            "detectors cannot read; declare them categorical or put them in `drop`"
+        )
+{%- endif %}
 
 
 def normalise_types(df: pd.DataFrame, features: dict[str, FeatureKind]) -> pd.DataFrame:
