@@ -149,38 +149,56 @@ def test_dropping_a_column_after_a_run_keeps_the_test_rows(installed):
     assert sorted(after.index) == sorted(before.index)
     assert features[0][0] in before.columns and features[0][0] not in after.columns
     assert not set(train.index) & set(after.index)
+FIRST_NAMES = ["Ada", "Ben", "Cleo", "Dara", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jun"]
+FIRST_NAMES += ["Kai", "Lea", "Milo", "Nia", "Otto", "Pia", "Rui", "Sol", "Tom", "Uma"]
+SURNAMES = [a + b for a in ("Ber", "Kov", "Lind", "Mar") for b in ("ac", "ek", "in", "os", "ul")]
+SURNAMES += [
+    a + b for a in ("Ber", "Kov", "Lind", "Mar") for b in ("and", "ers", "ik", "oni", "ova")
+]
 
 
 def own_data(problem_type: str, rows: int = 600) -> pd.DataFrame:
-    """Customer records with the usual mess: IDs, dates, text categories, gaps."""
+    """Customer records with the usual mess: IDs, a free-text name with many distinct values,
+    dates written YYYY/MM/DD, text categories, a numeric code, long decimals, gaps in
+    features and target, repeated rows and, for classification, a rare class."""
     rng = np.random.default_rng(7)
     plan = rng.choice(["basic", "plus", "enterprise"], rows, p=[0.5, 0.3, 0.2])
     tenure = rng.integers(1, 72, rows).astype(float)
     calls = rng.poisson(2.0, rows).astype(float)
     spend = np.round(rng.gamma(2.0, 30.0, rows), 2)
+    names = [f"{first} {last}" for first in FIRST_NAMES for last in SURNAMES]
     frame = pd.DataFrame(
         {
             "customer_id": [f"C{i:05d}" for i in range(rows)],
+            "customer_name": rng.choice(names, rows),  # about 70% of the rows distinct
             "signup_date": pd.to_datetime("2021-01-01")
             + pd.to_timedelta(rng.integers(0, 900, rows), unit="D"),
             "plan": plan,
             "region": rng.choice(["north", "south", "east", "west"], rows),
+            "occupation_code": rng.integers(1, 10, rows),  # a code, not a quantity
             "tenure_months": tenure,
             "support_calls": calls,
             "monthly_spend": spend,
+            "log_spend": np.log(spend),  # 16 significant digits in the CSV
         }
     )
-    frame["signup_date"] = frame["signup_date"].dt.strftime("%Y-%m-%d")
+    frame["signup_date"] = frame["signup_date"].dt.strftime("%Y/%m/%d")
     plan_effect = pd.Series(plan).map({"basic": 1.0, "plus": 0.0, "enterprise": -1.5}).to_numpy()
     if problem_type == "classification":
         risk = 0.9 * calls - 0.06 * tenure + plan_effect + rng.normal(0, 0.5, rows)
-        frame["churned"] = np.where(risk > np.median(risk), "yes", "no")
+        churned = np.where(risk > np.quantile(risk, 0.6), "yes", "no")
+        # rare: enterprise customers who call often escalate (about 6% of the rows)
+        frame["churned"] = np.where((plan == "enterprise") & (calls >= 3), "escalated", churned)
+        target = "churned"
     else:
         value = 12 * spend * (1 + tenure / 48) - 150 * plan_effect + rng.normal(0, 60, rows)
         frame["annual_value"] = np.round(value, 2)
+        target = "annual_value"
     for column in ("plan", "monthly_spend", "tenure_months"):
         frame.loc[rng.choice(rows, rows // 12, replace=False), column] = None
-    return frame
+    frame.loc[rng.choice(rows, rows // 40, replace=False), target] = None
+    repeated = frame.sample(rows // 30, random_state=1)  # the same record exported twice
+    return pd.concat([frame, repeated], ignore_index=True)
 
 
 SENTIMENT = {
@@ -341,7 +359,7 @@ def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
         config["drop"] = ["customer_id"]
         expected = CUSTOMER_KINDS
     if problem_type == "classification":
-        config["target"] = {"name": "churned", "labels": ["no", "yes"]}
+        config["target"] = {"name": "churned", "labels": ["no", "yes", "escalated"]}
         config["success_threshold"] = 0.7
     elif problem_type == "regression":
         config["target"] = {"name": "annual_value"}
@@ -358,15 +376,24 @@ def test_own_csv_runs_after_editing_only_problem_yaml(installed, tmp_path):
     if expected is CUSTOMER_KINDS:
         plan = next(f for f in metadata["features"] if f["name"] == "plan")
         assert plan["categories"] == ["basic", "enterprise", "plus"]
+        eda = (project / "reports" / "eda" / "README.md").read_text()
+        left_out = eda.split("## Columns left out")[1].split("\n## ")[0]
+        assert "| customer_name " in left_out
+        assert "name or an ID" in left_out
+        codes = eda.split("## Possible codes")[1].split("\n## ")[0]
+        assert "  occupation_code: categorical" in codes
+        assert "  support_calls: categorical" in codes  # a count is listed too: a hint only
 
 
-CUSTOMER_KINDS = {
+CUSTOMER_KINDS = {  # customer_name (a name, not a category) is left out
     "signup_date": "datetime",
     "plan": "categorical",
     "region": "categorical",
+    "occupation_code": "numeric",  # inferred as a number; EDA suggests declaring it
     "tenure_months": "numeric",
     "support_calls": "numeric",
     "monthly_spend": "numeric",
+    "log_spend": "numeric",
 }
 
 

@@ -62,8 +62,9 @@ def mixed_project(tmp_path_factory) -> Paths:
     frame = task.SAMPLES[problem.source.name]()
     first = frame.select_dtypes("number").columns[0]
     frame["band"] = pd.qcut(frame[first], 3, labels=["low", "mid", "high"]).astype(str)
+    # written as many CSV files write dates: the service must accept them as training did
     frame["seen_on"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime(
-        "%Y-%m-%d"
+        "%Y/%m/%d"
     )
     frame.loc[::7, first] = None
     frame.loc[::11, "band"] = None

@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import json
 import math
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -16,12 +18,13 @@ import schemathesis
 from conftest import quick
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from {{ cookiecutter.package_name }} import bundle, evaluate, registry, task, train
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
-from {{ cookiecutter.package_name }}.predictor import Predictor, to_frame
+from {{ cookiecutter.package_name }}.predictor import Predictor, row_model, to_frame
 
 
 def settings_for(paths, tmp_path: Path, **changes) -> Settings:
@@ -117,6 +120,44 @@ def test_a_bad_row_gets_a_422_naming_the_field(client, row, card, case):
     locations = [error["loc"] for error in response.json()["detail"]]
     named = (set(bad) ^ set(row)) | {k for k in row if bad.get(k) != row[k]}
     assert any(loc[:3] == ["body", "instances", 1] and loc[3] in named for loc in locations)
+
+
+def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_project):
+    """Values exactly as the CSV spells them: numbers as text, dates as YYYY/MM/DD."""
+    with open(mixed_project.root / "data" / "external" / "mixed.csv", newline="") as file:
+        complete = [row for row in csv.DictReader(file) if all(row.values())]
+    names = [f["name"] for f in card["features"]]
+    copied = [{name: row[name] for name in names} for row in complete[:25]]
+    day = feature_of(card, "datetime")
+    assert all("/" in row[day] for row in copied)
+    response = client.post("/v1/predict", json={"instances": copied})
+    assert response.status_code == 200, response.text
+
+    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
+    out = loaded.model[:-1].transform(to_frame(copied, card["features"]))
+    out = out.toarray() if hasattr(out, "toarray") else out  # TF-IDF makes it sparse
+    parts = list(loaded.model[:-1].get_feature_names_out())
+    days = [float(row[day].split("/")[2]) for row in copied]
+    assert out[:, parts.index(f"{day}_day")].tolist() == days  # read, not imputed
+    iso = [{**row, day: row[day].replace("/", "-")} for row in copied]
+    assert response.json() == client.post("/v1/predict", json={"instances": iso}).json()
+
+
+def test_a_request_value_is_read_in_every_form_that_training_reads():
+    Row = row_model(
+        [
+            {"name": "code", "kind": "categorical", "categories": ["12", "3"]},
+            {"name": "day", "kind": "datetime", "min": "2024-01-01", "max": "2024-12-31"},
+            {"name": "amount", "kind": "numeric", "min": 0.0, "max": 10.0},
+        ]
+    )
+    for code in (3, 3.0, "3", "3.0"):  # a code column with gaps is read as floats: 3.0
+        for day in ("2024/01/31", "2024-01-31", "2024.1.31", "2024-01-31 13:45"):
+            row = Row.model_validate({"code": code, "day": day, "amount": "2.5"})
+            expected = {"code": "3", "day": date(2024, 1, 31), "amount": 2.5}
+            assert row.model_dump(by_alias=True) == expected
+    with pytest.raises(ValidationError, match="year first"):
+        Row.model_validate({"code": 3, "day": "31.01.2024", "amount": 1.0})
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import data, eda, evaluate, features, monitor, registry, train
+from . import data, eda, evaluate, features, monitor, registry, tables, train
 from .config import Paths, load_params, load_problem
 from .errors import DriftDetected, ProjectError, exit_code
 
@@ -65,7 +65,8 @@ def eda_command(root: Path = ROOT) -> None:
     """Stage 3: write reports/eda/README.md with tables and figures of the training set."""
     paths, problem, _ = _context(root)
     train_df, _, schema = features.read_processed(paths.processed)
-    eda.report(train_df, schema, problem.target.name, paths.reports / "eda")
+    dropped = tables.read_dropped(paths.processed)
+    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", dropped)
 
 
 @app.command("train")
@@ -89,7 +90,8 @@ def pipeline(root: Path = ROOT) -> None:
     data.collect(problem, paths.raw, paths.root)
     features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train_df, _, schema = features.read_processed(paths.processed)
-    eda.report(train_df, schema, problem.target.name, paths.reports / "eda")
+    dropped = tables.read_dropped(paths.processed)
+    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", dropped)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
 

@@ -13,15 +13,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import yaml
 from sklearn.feature_extraction.text import CountVectorizer
 
 from . import task
 from .config import FeatureKind
-from .features import tokenize
+from .features import parse_dates, tokenize
+from .tables import dropped_section, markdown
 
 log = logging.getLogger(__name__)
 
 SKEW_LIMIT = 1.0
+MAX_CODES = 20  # whole-number columns with 3 to this many distinct values may be codes
 
 
 def numeric_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -78,6 +81,41 @@ def top_terms(df: pd.DataFrame, column: str, target: str, top: int = 8) -> pd.Da
     return pd.DataFrame({"typical words": rows}).rename_axis(target)
 
 
+def possible_codes(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[str]:
+    """Numeric features holding a few whole numbers: counts, ratings, or codes such as an
+    occupation or a party ID, whose order means nothing. Two values (0/1) are left alone:
+    for them numeric and categorical are the same."""
+    codes = []
+    for name, kind in features.items():
+        values = df[name].dropna()
+        if kind != "numeric" or values.empty or not (values == values.round()).all():
+            continue
+        if 3 <= values.nunique() <= MAX_CODES:
+            codes.append(name)
+    return codes
+
+
+def codes_section(codes: list[str], features: dict[str, FeatureKind]) -> list[str]:
+    listing = ["features:"]
+    for name, kind in features.items():
+        line = yaml.safe_dump({name: "categorical" if name in codes else kind}).strip()
+        listing.append(f"  {line}  # numeric if it is a count" if name in codes else f"  {line}")
+    return [
+        "## Possible codes",
+        "",
+        f"{', '.join(f'`{name}`' for name in codes)}: whole numbers with at most {MAX_CODES} "
+        "distinct values, modelled as numbers. If they are counts or ratings, that is right. "
+        "If they are codes (an occupation, a region, a party ID), their order and distances "
+        "mean nothing: declare them categorical in `configs/problem.yaml`. `features` "
+        "replaces the inference, so it lists every feature:",
+        "",
+        "```yaml",
+        *listing,
+        "```",
+        "",
+    ]
+
+
 def missing_summary(df: pd.DataFrame) -> pd.DataFrame:
     missing = df.isna().sum()
     return pd.DataFrame({"missing": missing, "share": missing / len(df)}).sort_values(
@@ -108,7 +146,7 @@ def features_figure(df: pd.DataFrame, features: dict[str, FeatureKind]):
             )
             ax.set_xlabel("words")
         else:
-            dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601").dropna()
+            dates = parse_dates(column).dropna()
             ax.hist(dates, bins=25, color="tab:blue")
             ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(name, fontsize=9)
@@ -148,7 +186,13 @@ def target_figure(y: pd.Series):
     return fig
 
 
-def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_dir: Path) -> Path:
+def report(
+    df: pd.DataFrame,
+    features: dict[str, FeatureKind],
+    target: str,
+    out_dir: Path,
+    dropped: dict[str, str] | None = None,
+) -> Path:
     """Write out_dir/README.md with summary tables and figures; return its path."""
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -171,31 +215,36 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         f"![target]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
         "",
     ]
+    if dropped:
+        lines += dropped_section(dropped)
     if numeric:
         summary = numeric_summary(df, numeric)
         skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
-        lines += ["## Numeric features", "", summary.to_markdown(floatfmt=".3g"), ""]
+        lines += ["## Numeric features", "", markdown(summary), ""]
         if skewed:
             lines += [
                 f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
                 "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
                 "",
             ]
+        codes = possible_codes(df, features)
+        if codes:
+            lines += codes_section(codes, features)
     if categorical:
         lines += [
             "## Categorical features",
             "",
-            categorical_summary(df, categorical).to_markdown(floatfmt=".3g"),
+            markdown(categorical_summary(df, categorical)),
             "",
         ]
     if text:
-        lines += ["## Text features", "", text_summary(df, text).to_markdown(floatfmt=".3g"), ""]
+        lines += ["## Text features", "", markdown(text_summary(df, text)), ""]
         for name in text:
             lines += [
                 f"Words most typical of each target value in `{name}` (share of texts using "
                 "the word, above its share in all texts):",
                 "",
-                top_terms(df, name, target).to_markdown(),
+                markdown(top_terms(df, name, target)),
                 "",
             ]
     lines += [
@@ -205,7 +254,7 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         "",
         "## Missing values",
         "",
-        missing.to_markdown(floatfmt=".3g"),
+        markdown(missing),
         "",
         f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
         "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,12 +37,62 @@ SCALERS = {"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxS
 DATE_PARTS = ("year", "month", "day", "day_of_week")
 
 
+# A category seen in at most this many rows on average cannot be learned from: one-hot
+# encoding gives each value its own column, which the model can only memorise.
+MAX_ROWS_PER_ID = 2
+MIN_ID_VALUES = 20  # fewer distinct values than this are encoded as categories
+TEXT_MIN_WORDS = 3  # median words per value from which a column is free text
+
+# The common plain form, read without pandas' per-call overhead (see `parse_date`).
+_PLAIN_DATE = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+def parse_dates(values) -> pd.Series:
+    """The one reading of date features, in inference, training, the API and monitoring.
+
+    ISO 8601 as pandas reads it, with the year first: 2012-01-31, also written 2012/01/31,
+    2012/1/31 or 2012.01.31, or 20120131, optionally with a time (2012-01-31 13:45). Day-
+    or month-first forms (31.01.2012, 01/31/2012) are not dates: their order is ambiguous.
+    Anything else becomes NaT, which the model imputes and validation reports.
+    """
+    return pd.to_datetime(pd.Series(values).astype(str), errors="coerce", format="ISO8601")
+
+
+def parse_date(text: str) -> datetime | None:
+    """One value as `parse_dates` reads it (for the API), or None if it is not a date."""
+    if match := _PLAIN_DATE.fullmatch(text):
+        year, _, month, day = match.groups()
+        try:
+            return datetime(int(year), int(month), int(day))
+        except ValueError:
+            return None
+    parsed = parse_dates([text]).iloc[0]
+    return None if pd.isna(parsed) else parsed.to_pydatetime()
+
+
+def category_text(value: object) -> str:
+    """A category as training stores it and the API looks it up: text, with numbers in one
+    spelling, so that 3, 3.0 and "3.0" (a code column read with gaps as floats, sent as
+    JSON or copied from the CSV) are the same category."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            return value
+        value = int(value) if value.lstrip("-").isdigit() else float(value)
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        value = int(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return str(value)
+
+
 def _looks_like_dates(column: pd.Series) -> bool:
     values = column.dropna()
     if values.empty:
         return False
-    parsed = pd.to_datetime(values.astype(str), errors="coerce", format="ISO8601")
-    return bool(parsed.notna().mean() >= 0.95)
+    return bool(parse_dates(values.astype(str)).notna().mean() >= 0.95)
 
 
 def _mostly_numbers(column: pd.Series) -> bool:
@@ -54,7 +105,8 @@ def _looks_like_text(column: pd.Series) -> bool:
     values = column.dropna().astype(str)
     if values.empty:
         return False
-    return bool(values.str.split().str.len().median() >= 3 and values.nunique() >= len(values) / 2)
+    words = values.str.split().str.len().median()
+    return bool(words >= TEXT_MIN_WORDS and values.nunique() >= len(values) / MAX_ROWS_PER_ID)
 
 
 def infer_kind(column: pd.Series) -> FeatureKind:
@@ -71,8 +123,82 @@ def infer_kind(column: pd.Series) -> FeatureKind:
     return "categorical"
 
 
+def id_like(column: pd.Series) -> str | None:
+    """Why a column of short strings looks like names or IDs rather than categories, or None.
+
+    So many distinct values that each is seen in at most MAX_ROWS_PER_ID rows on average:
+    customer names, ticket numbers, e-mail addresses. (Longer values are free text, see
+    `_looks_like_text`.) One-hot encoding them would give the model a column per row to
+    memorise.
+    """
+    values = column.dropna().astype(str)
+    distinct = values.nunique()
+    if distinct < MIN_ID_VALUES or distinct * MAX_ROWS_PER_ID < len(values):
+        return None
+    if distinct == len(values):
+        return f"every one of its {distinct} values is distinct: it looks like an ID"
+    return (
+        f"{distinct} distinct values in {len(values)} rows: it looks like a name or an ID, "
+        "not a category"
+    )
+
+
+def infer_features(
+    df: pd.DataFrame, problem: ProblemConfig
+) -> tuple[dict[str, FeatureKind], dict[str, str]]:
+    """The features to model and, for every other column but the target, why it is left out.
+
+    `features` in problem.yaml, when given, decides alone; otherwise kinds are inferred from
+    the data, without the columns listed in `drop` and those that look like names or IDs.
+    """
+    target = problem.target.name
+    others = [name for name in df.columns if name != target]
+    if problem.features is not None:
+        reason = "not listed in `features` in problem.yaml"
+        return dict(problem.features), {n: reason for n in others if n not in problem.features}
+    features: dict[str, FeatureKind] = {}
+    dropped = {name: "listed in `drop` in problem.yaml" for name in problem.drop}
+    for name in others:
+        if name in dropped:
+            continue
+        kind = infer_kind(df[name])
+        reason = id_like(df[name]) if kind == "categorical" else None
+{%- if cookiecutter.problem_type == "anomaly_detection" %}
+        if kind == "text":
+            reason = "free text: the detectors read numbers, categories and dates, not text"
+{%- endif %}
+        if reason:
+            dropped[name] = reason
+        else:
+            features[name] = kind
+    return features, dropped
+
+
 def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
     """The features to model: declared in problem.yaml, or inferred from the data."""
+    check_columns(df, problem)
+    features, dropped = infer_features(df, problem)
+    if problem.features is not None:
+        return features
+    for name, reason in dropped.items():
+        if name not in problem.drop:
+            log.warning("column %r left out: %s; to keep it, set `features`", name, reason)
+    summary = ", ".join(f"{name}={kind}" for name, kind in features.items())
+    log.info(
+        "inferred %d features (set `features` in problem.yaml to fix them): %s",
+        len(features),
+        summary,
+    )
+    return features
+
+
+def dropped_columns(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, str]:
+    """Every column of the data that is neither a feature nor the target, with the reason."""
+    return infer_features(df, problem)[1]
+
+
+def check_columns(df: pd.DataFrame, problem: ProblemConfig) -> None:
+    """The target and every column named in `features` and `drop` exist in the data."""
     if problem.target.name is not None and problem.target.name not in df.columns:
         raise DataError(
             f"problem.yaml target.name: {problem.target.name!r} is not a column of the data; "
@@ -84,34 +210,26 @@ def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, Feat
             f"problem.yaml features/drop: {', '.join(map(repr, unknown))} not in the data; "
             f"columns are: {', '.join(map(str, df.columns))}"
         )
-    if problem.features is not None:
-        return dict(problem.features)
-
-    features: dict[str, FeatureKind] = {}
-    for name in df.columns:
-        if name == problem.target.name or name in problem.drop:
-            continue
-        kind = infer_kind(df[name])
-        if kind == "categorical" and len(df) > 20 and df[name].nunique() == len(df):
-            log.warning("column %r: every value is unique, so it looks like an ID; left out", name)
-            continue
-        features[name] = kind
-    summary = ", ".join(f"{name}={kind}" for name, kind in features.items())
-    log.info(
-        "inferred %d features (set `features` in problem.yaml to fix them): %s",
-        len(features),
-        summary,
-    )
-    return features
+{%- if cookiecutter.problem_type == "anomaly_detection" %}
+    text = [name for name, kind in (problem.features or {}).items() if kind == "text"]
+    if text:
+        raise DataError(
+            f"problem.yaml features: {', '.join(map(repr, text))} declared text, which the "
+            "detectors cannot read; declare them categorical or put them in `drop`"
+        )
+{%- endif %}
 
 
 def normalise_types(df: pd.DataFrame, features: dict[str, FeatureKind]) -> pd.DataFrame:
-    """Numbers as floats and categories as text, so mixed-type columns store and model alike."""
+    """Numbers as floats and categories as text (see `category_text`), so mixed-type columns
+    store and model alike, and the API finds the same categories."""
     out = df.copy()
     for name, kind in features.items():
         if kind == "numeric":
             out[name] = pd.to_numeric(out[name]).astype(float)
-        elif kind in ("categorical", "text"):
+        elif kind == "categorical":
+            out[name] = out[name].map(category_text, na_action="ignore").astype(object)
+        elif kind == "text":
             out[name] = out[name].astype(str).where(out[name].notna())
     return out
 
@@ -187,7 +305,7 @@ def split(
 
 
 class DateParts(TransformerMixin, BaseEstimator):
-    """Expand date columns into year, month, day and weekday numbers."""
+    """Expand date columns into year, month, day and weekday numbers (see `parse_date`)."""
 
     def fit(self, X, y=None):
         self.feature_names_in_ = np.asarray(pd.DataFrame(X).columns, dtype=object)
@@ -198,7 +316,7 @@ class DateParts(TransformerMixin, BaseEstimator):
         frame = pd.DataFrame(X, columns=self.feature_names_in_)
         parts = {}
         for name in self.feature_names_in_:
-            dates = pd.to_datetime(frame[name].astype(str), errors="coerce", format="ISO8601")
+            dates = parse_dates(frame[name])
             for part in DATE_PARTS:
                 parts[f"{name}_{part}"] = getattr(dates.dt, part).astype(float)
         return pd.DataFrame(parts).to_numpy()
@@ -324,7 +442,12 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     test.to_parquet(processed_dir / TEST_FILE)
     # a list of pairs keeps the column order that the model was trained with
     write_json(
-        processed_dir / FEATURES_FILE, {"target": target, "features": list(features.items())}
+        processed_dir / FEATURES_FILE,
+        {
+            "target": target,
+            "features": list(features.items()),
+            "dropped": dropped_columns(raw, problem),
+        },
     )
     summary = {
         "cleaning": {**asdict(report), "duplicate_share": round(report.duplicate_share, 4)},

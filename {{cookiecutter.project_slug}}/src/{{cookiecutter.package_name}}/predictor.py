@@ -20,10 +20,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from . import task
 from .bundle import Bundle
+from .features import category_text, parse_date
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,25 @@ Text = Annotated[
 ]
 
 
+def _as_date(value: object) -> object:
+    """A date in any form that training reads (`features.parse_dates`), as a date."""
+    if not isinstance(value, str):
+        return value
+    parsed = parse_date(value)
+    if parsed is None:
+        raise ValueError("not a date: write it year first, such as 2024-01-31 or 2024/01/31")
+    return parsed.date()
+
+
+def _as_category(value: object) -> object:
+    """A category sent as text, number or boolean, spelled as training stored it."""
+    return value if value is None or isinstance(value, dict | list) else category_text(value)
+
+
+DateValue = Annotated[date, BeforeValidator(_as_date)]
+Category = Annotated[str, BeforeValidator(_as_category)]
+
+
 def row_model(schema: list[dict]) -> type[BaseModel]:
     """One request row: every feature required (null means missing, except for text),
     nothing else allowed."""
@@ -71,17 +91,21 @@ def row_model(schema: list[dict]) -> type[BaseModel]:
             example[name] = round((feature["min"] + feature["max"]) / 2, 4)
             note = f"number; seen in training from {feature['min']:g} to {feature['max']:g}"
         elif kind == "categorical":
-            value_type = str
+            value_type = Category
             example[name] = feature["categories"][0]
             note = (
                 f"one of {', '.join(feature['categories'][:20])}"
                 f"{' …' if len(feature['categories']) > 20 else ''}; "
-                "other values are accepted and treated as unseen"
+                "other values are accepted and treated as unseen; a number or true/false is "
+                "read as its text"
             )
         else:
-            value_type = date
+            value_type = DateValue
             example[name] = feature["min"]
-            note = f"ISO date; seen in training from {feature['min']} to {feature['max']}"
+            note = (
+                "date, year first (2024-01-31, 2024/01/31, optionally with a time); "
+                f"seen in training from {feature['min']} to {feature['max']}"
+            )
         fields[f"f{i}"] = (
             value_type | None,
             Field(..., alias=name, description=f"{note}; null when missing"),
@@ -109,12 +133,15 @@ class FastPathMismatch(Exception):
 
 
 def to_frame(rows: Sequence[Row], schema: list[dict]) -> pd.DataFrame:
-    """Rows as the DataFrame the pipeline was trained on: numbers as floats, dates as text."""
+    """Rows as the DataFrame the pipeline was trained on: numbers as floats, categories in
+    their training spelling, dates as text."""
     frame = pd.DataFrame(list(rows), columns=[f["name"] for f in schema])
     for feature in schema:
         name = feature["name"]
         if feature["kind"] == "numeric":
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+        elif feature["kind"] == "categorical":
+            frame[name] = frame[name].map(category_text, na_action="ignore").astype(object)
         elif feature["kind"] == "datetime":
             frame[name] = frame[name].map(lambda v: v.isoformat() if isinstance(v, date) else v)
     return frame
@@ -122,10 +149,7 @@ def to_frame(rows: Sequence[Row], schema: list[dict]) -> pd.DataFrame:
 
 def _date_parts(value: object) -> tuple[float, float, float, float] | None:
     if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value[:10])
-        except ValueError:
-            return None
+        value = parse_date(value)
     if not isinstance(value, date):
         return None
     return float(value.year), float(value.month), float(value.day), float(value.weekday())
@@ -150,7 +174,8 @@ class _Column:
             X[:, self.dims] = np.where(np.isnan(x), self.missing, x * self.slope + self.intercept)
         elif self.kind == "categorical":
             X[:, self.dims] = [
-                self.missing if v is None else self.table.get(str(v), self.unseen) for v in values
+                self.missing if v is None else self.table.get(category_text(v), self.unseen)
+                for v in values
             ]
         else:
             parts = [_date_parts(v) for v in values]

@@ -18,7 +18,7 @@ from . import bundle, task
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
 from .errors import ConfigError
-from .features import TRAIN_FILE, model_pipeline, read_processed, tokenize
+from .features import TRAIN_FILE, model_pipeline, parse_dates, read_processed, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def feature_schema(X: pd.DataFrame, features: dict[str, FeatureKind]) -> list[di
             chars = column.dropna().str.len()
             entry.update(max_chars=int(chars.max()), median_chars=int(chars.median()))
         else:
-            dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601")
+            dates = parse_dates(column)
             entry.update(min=str(dates.min().date()), max=str(dates.max().date()))
         schema.append(entry)
     return schema

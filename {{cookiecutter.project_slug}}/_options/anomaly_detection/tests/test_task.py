@@ -101,6 +101,19 @@ def test_a_label_other_than_0_or_1_is_counted(problem, params, sensors):
         data.validate(frame, problem, params, features.resolve_features(frame, problem))
 
 
+def test_free_text_is_left_out_because_the_detectors_cannot_read_it(problem, sensors):
+    words = ["belt", "loud", "squeak", "fine", "checked", "oil", "leak", "hot", "worn"]
+    frame = sensors.head(300).assign(
+        note=[f"{words[i % 9]} {words[i * 5 % 9]} {words[i * 7 % 9]} shift {i}" for i in range(300)]
+    )
+    assert features.infer_kind(frame["note"]) == "text"
+    assert "note" not in features.resolve_features(frame, problem)
+    assert "free text" in features.dropped_columns(frame, problem)["note"]
+    declared = problem.model_copy(update={"features": {"note": "text"}})
+    with pytest.raises(DataError, match="'note' declared text"):
+        features.resolve_features(frame, declared)
+
+
 def test_an_unknown_hyper_parameter_is_named():
     with pytest.raises(ValueError, match="n_estimator"):
         task.make_candidate("isolation_forest", {"n_estimator": 10}, seed=0)

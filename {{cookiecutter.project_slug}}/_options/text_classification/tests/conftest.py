@@ -64,8 +64,9 @@ def mixed_project(tmp_path_factory) -> Paths:
     rng = np.random.default_rng(0)
     frame["helpful_votes"] = rng.poisson(3, len(frame)).astype(float)
     frame["band"] = rng.choice(["kitchen", "audio", "outdoor"], len(frame))
+    # written as many CSV files write dates: the service must accept them as training did
     frame["seen_on"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime(
-        "%Y-%m-%d"
+        "%Y/%m/%d"
     )
     frame.loc[::7, "helpful_votes"] = None
     frame.loc[::11, "band"] = None

@@ -15,13 +15,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import yaml
 
 from . import task
 from .config import FeatureKind
+from .features import parse_dates
+from .tables import dropped_section, markdown
 
 log = logging.getLogger(__name__)
 
 SKEW_LIMIT = 1.0
+MAX_CODES = 20  # whole-number columns with 3 to this many distinct values may be codes
 
 
 def numeric_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -43,6 +47,41 @@ def categorical_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("feature")
+
+
+def possible_codes(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[str]:
+    """Numeric features holding a few whole numbers: counts, ratings, or codes such as an
+    occupation or a party ID, whose order means nothing. Two values (0/1) are left alone:
+    for them numeric and categorical are the same."""
+    codes = []
+    for name, kind in features.items():
+        values = df[name].dropna()
+        if kind != "numeric" or values.empty or not (values == values.round()).all():
+            continue
+        if 3 <= values.nunique() <= MAX_CODES:
+            codes.append(name)
+    return codes
+
+
+def codes_section(codes: list[str], features: dict[str, FeatureKind]) -> list[str]:
+    listing = ["features:"]
+    for name, kind in features.items():
+        line = yaml.safe_dump({name: "categorical" if name in codes else kind}).strip()
+        listing.append(f"  {line}  # numeric if it is a count" if name in codes else f"  {line}")
+    return [
+        "## Possible codes",
+        "",
+        f"{', '.join(f'`{name}`' for name in codes)}: whole numbers with at most {MAX_CODES} "
+        "distinct values, modelled as numbers. If they are counts or ratings, that is right. "
+        "If they are codes (an occupation, a region, a party ID), their order and distances "
+        "mean nothing: declare them categorical in `configs/problem.yaml`. `features` "
+        "replaces the inference, so it lists every feature:",
+        "",
+        "```yaml",
+        *listing,
+        "```",
+        "",
+    ]
 
 
 def missing_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +109,7 @@ def features_figure(df: pd.DataFrame, features: dict[str, FeatureKind]):
         elif kind == "categorical":
             column.astype(str).value_counts().head(10).plot.barh(ax=ax, color="tab:blue")
         else:
-            dates = pd.to_datetime(column.astype(str), errors="coerce", format="ISO8601").dropna()
+            dates = parse_dates(column).dropna()
             ax.hist(dates, bins=25, color="tab:blue")
             ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(name, fontsize=9)
@@ -155,7 +194,11 @@ def anomaly_rates(df: pd.DataFrame, target: str, categorical: list[str]) -> pd.D
 
 
 def report(
-    df: pd.DataFrame, features: dict[str, FeatureKind], target: str | None, out_dir: Path
+    df: pd.DataFrame,
+    features: dict[str, FeatureKind],
+    target: str | None,
+    out_dir: Path,
+    dropped: dict[str, str] | None = None,
 ) -> Path:
     """Write out_dir/README.md with summary tables and figures; return its path."""
     figures = out_dir / "figures"
@@ -174,6 +217,8 @@ def report(
         + (f"label `{target}`." if labelled else "no labels."),
         "",
     ]
+    if dropped:
+        lines += dropped_section(dropped)
     if labelled:
         rate = float((pd.to_numeric(df[target], errors="coerce") == 1).mean())
         lines += [
@@ -198,23 +243,26 @@ def report(
                 "",
             ]
         if categorical:
-            table = anomaly_rates(df, target, categorical).to_markdown(floatfmt=".3g")
+            table = markdown(anomaly_rates(df, target, categorical))
             lines += ["### Anomaly rate per category", "", table, ""]
     if numeric:
         summary = numeric_summary(df, numeric)
         skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
-        lines += ["## Numeric features", "", summary.to_markdown(floatfmt=".3g"), ""]
+        lines += ["## Numeric features", "", markdown(summary), ""]
         if skewed:
             lines += [
                 f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
                 "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
                 "",
             ]
+        codes = possible_codes(df, features)
+        if codes:
+            lines += codes_section(codes, features)
     if categorical:
         lines += [
             "## Categorical features",
             "",
-            categorical_summary(df, categorical).to_markdown(floatfmt=".3g"),
+            markdown(categorical_summary(df, categorical)),
             "",
         ]
     lines += [
@@ -226,7 +274,7 @@ def report(
         "",
         "A sensor that goes silent shows up here first; the monitor watches its missing rate.",
         "",
-        missing.to_markdown(floatfmt=".3g"),
+        markdown(missing),
         "",
         f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
         "",

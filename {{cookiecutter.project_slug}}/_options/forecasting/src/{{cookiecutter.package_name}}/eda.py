@@ -12,6 +12,7 @@ import pandas as pd
 
 from .config import FeatureKind
 from .features import FILLED, gap_runs
+from .tables import dropped_section, markdown
 
 log = logging.getLogger(__name__)
 MAX_LAG = 60
@@ -96,7 +97,13 @@ def gap_table(dates: pd.Series, filled: pd.Series) -> pd.DataFrame:
     )
 
 
-def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_dir: Path) -> Path:
+def report(
+    df: pd.DataFrame,
+    features: dict[str, FeatureKind],
+    target: str,
+    out_dir: Path,
+    dropped: dict[str, str] | None = None,
+) -> Path:
     """Write out_dir/README.md with tables and figures of the training series."""
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,7 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         f"{len(df)} steps of `{target}` from {dates.iloc[0]} to {dates.iloc[-1]}; "
         f"{int(filled.sum())} missing steps were interpolated.",
         "",
-        summary.to_markdown(index=False, floatfmt=".4g"),
+        markdown(summary, index=False),
         "",
         "## The series",
         "",
@@ -127,7 +134,7 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         "",
         f"![profile]({_save(profile_figure(profile), figures / 'profile.png', out_dir)})",
         "",
-        profile.to_markdown(floatfmt=".4g"),
+        markdown(profile),
         "",
         "## Autocorrelation",
         "",
@@ -139,9 +146,11 @@ def report(df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_
         "",
         "## Gaps",
         "",
-        gaps.to_markdown(index=False) if len(gaps) else "No missing steps.",
+        markdown(gaps, index=False) if len(gaps) else "No missing steps.",
         "",
     ]
+    if dropped:
+        lines += dropped_section(dropped)
     out = out_dir / "README.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     log.info("wrote the EDA report %s", out)

@@ -145,7 +145,16 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     train.to_parquet(processed_dir / TRAIN_FILE, index=False)
     test.to_parquet(processed_dir / TEST_FILE, index=False)
     write_json(
-        processed_dir / FEATURES_FILE, {"target": spec.name, "features": list(features.items())}
+        processed_dir / FEATURES_FILE,
+        {
+            "target": spec.name,
+            "features": list(features.items()),
+            "dropped": {
+                name: "a forecast reads only the timestamp and the target"
+                for name in raw.columns
+                if name not in (spec.timestamp, spec.name)
+            },
+        },
     )
     write_json(
         processed_dir / SPLIT_FILE,

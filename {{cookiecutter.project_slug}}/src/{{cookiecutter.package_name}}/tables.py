@@ -1,0 +1,64 @@
+"""Tables of the Markdown reports, with numbers as a reader expects them.
+
+Counts and years as whole numbers (1096, 2012: not 1.1e+03 or 2.01e+03), other values with
+four significant digits, and scientific notation only for magnitudes where it reads better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .features import FEATURES_FILE
+
+
+def number(value: object) -> str:
+    """One value as it appears in a report table; text passes through."""
+    if value is None or isinstance(value, str | bool | np.bool_):
+        return "" if value is None else str(value)
+    if not isinstance(value, int | float | np.number):
+        return str(value)
+    x = float(value)
+    if math.isnan(x):
+        return ""
+    if math.isinf(x) or (x.is_integer() and abs(x) < 1e15):
+        return str(int(x)) if math.isfinite(x) else str(x)
+    if abs(x) >= 1000:
+        return f"{x:.1f}"
+    if abs(x) >= 1e-4:
+        return f"{x:.4g}"
+    return f"{x:.2e}"
+
+
+def markdown(table: pd.DataFrame, index: bool = True) -> str:
+    """A DataFrame as a Markdown table, numbers formatted by `number` and right-aligned."""
+    align = ["right" if pd.api.types.is_numeric_dtype(t) else "left" for t in table.dtypes]
+    cells = table.map(number)
+    return cells.to_markdown(
+        index=index,
+        disable_numparse=True,
+        colalign=(["left"] if index else []) + align,
+    )
+
+
+def read_dropped(processed_dir: Path) -> dict[str, str]:
+    """The columns that `prepare` left out, with the reason for each."""
+    path = processed_dir / FEATURES_FILE
+    return json.loads(path.read_text()).get("dropped", {}) if path.exists() else {}
+
+
+def dropped_section(dropped: dict[str, str]) -> list[str]:
+    """The EDA report's list of columns that are not features, and why."""
+    table = pd.DataFrame({"column": list(dropped), "why it is left out": list(dropped.values())})
+    return [
+        "## Columns left out",
+        "",
+        markdown(table, index=False),
+        "",
+        "To model one of them, list it in `features` in `configs/problem.yaml`.",
+        "",
+    ]
