@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 import time
 
@@ -162,6 +163,8 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
     assert f"Held-out test set: {result['test_rows']} rows" in text
     for title, rows in result["tables"].items():
         assert f"## {title}" in text and rows
+        for row in rows:  # each row starts with its name (a class, ...) in a table cell
+            assert re.search(rf"\|\s*{re.escape(str(next(iter(row.values()))))}\s*\|", text)
     assert "nan" not in text.lower().split()
     for image in (project.reports / "figures").glob("*.png"):
         assert f"figures/{image.name}" in text

@@ -85,7 +85,7 @@ def promote(models_dir: Path, version: str, reason: str, force: bool = False, **
     `details` (metric, scores) go into the registry log with the reason."""
     bundle.verify(models_dir / version)
     report = evaluation(models_dir, version)
-    if not force and not (report and report["gate"]["passed"]):
+    if not force and not (report and verdict(report) == "passed"):
         raise ProjectError(
             f"{version} has not passed the evaluation gate; run `evaluate` on it, "
             "or pass --force to promote it anyway (the reason is logged)"

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedKFold
 
 from . import bundle, task
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
-from .errors import ConfigError
+from .errors import CannotTell, ConfigError
 from .features import TRAIN_FILE, model_pipeline, read_processed, tokenize
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,29 @@ class TrainResult:
     cv: dict | None
 
 
+def _enough_for_folds(splitter, y: pd.Series, folds: int) -> None:
+    """Too few training rows (of some class, for a stratified splitter) to fill every fold:
+    the scores could not be trusted, so cross-validation cannot tell (exit 3)."""
+    if isinstance(splitter, StratifiedKFold):
+        counts = y.value_counts()
+        short = f"rows of every class; class {counts.idxmin()!r} has {counts.min()}"
+        enough = counts.min() >= folds
+    else:
+        short, enough = f"rows; the training set has {len(y)}", len(y) >= folds
+    if not enough:
+        raise CannotTell(
+            f"cross-validation in {folds} folds needs {folds} training {short}: use fewer "
+            "cv.folds (at least 2) or more data"
+        )
+
+
 def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
     """Score the primary metric fold by fold on the training set only."""
     spec = task.METRICS[metric]
     scorer = get_scorer(spec.scorer)
     sign = -1.0 if spec.scorer.startswith("neg_") else 1.0
     splitter = task.cv_splitter(params.cv.folds, params.split.seed)
+    _enough_for_folds(splitter, y, params.cv.folds)
     scores = []
     for fold, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         fitted = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
