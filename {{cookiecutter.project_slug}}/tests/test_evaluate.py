@@ -219,6 +219,30 @@ def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
     assert "**Gate: INCONCLUSIVE**" in (project.reports / "evaluation.md").read_text()
 
 
+def test_a_tiny_data_set_cannot_be_judged_and_exits_3(project, problem, monkeypatch, capsys):
+    frame = task.SAMPLES[problem.source.name]()
+{%- if cookiecutter.problem_type == "forecasting" %}
+    tiny = frame.tail(200)  # a test period of 40 steps: 27 origins, 2 blocks of the horizon
+{%- elif cookiecutter.problem_type == "anomaly_detection" %}
+    tiny = frame.sample(200, random_state=0)  # a handful of anomalies
+{%- else %}
+    tiny = frame.sample(80, random_state=0)  # 20 test rows
+{%- endif %}
+    (project.root / "data" / "external").mkdir(parents=True)
+    tiny.to_csv(project.root / "data" / "external" / "tiny.csv", index=False)
+    edit_yaml(project.problem, source={"kind": "file", "path": "data/external/tiny.csv"})
+    edit_yaml(project.params, cv__folds=2, evaluation__bootstrap_resamples=200)
+    monkeypatch.setattr(sys, "argv", ["pipeline", "pipeline", "--root", str(project.root)])
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 3, message
+    assert message.startswith("cannot tell: ") and "split.test_size" in message
+    assert not (project.models / "current").exists()
+
+
 def test_a_gate_minimum_of_another_problem_type_is_refused(project):
 {%- if cookiecutter.problem_type == "forecasting" %}
     edit_yaml(project.params, gate__min_test_rows=10)
