@@ -171,6 +171,9 @@ def test_the_per_class_table_shows_a_rare_class_the_candidate_misses():
         warnings.simplefilter("error")  # nothing undefined leaks a library warning
         table = task.evaluation_tables(y, candidate, baseline)["Per class"]
         task.score(y, baseline)
+        present = y != LABELS[2]  # a sample without the rare class, and one guess of it
+        guess = np.where(np.arange(present.sum()) == 0, LABELS[2], LABELS[0])
+        task.score(y[present], task.Predictions(guess, (guess[:, None] == classes) * 1.0, classes))
     assert len(table) == 2 * len(classes)
     rare = table[(table["class"] == str(LABELS[2])) & (table["model"] == "candidate")]
     assert rare[["recall", "support"]].to_numpy().tolist() == [[0.0, 1]]

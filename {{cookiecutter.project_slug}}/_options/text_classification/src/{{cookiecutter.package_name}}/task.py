@@ -171,6 +171,7 @@ def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
     """Every metric; one that `undefined` names is NaN here, reported as undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # `undefined` says why
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
         return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
 
 
