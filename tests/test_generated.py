@@ -327,8 +327,8 @@ def own_sensor_csv_with_and_without_labels(installed: Path, tmp_path: Path) -> N
         capture_output=True,
         text=True,
     )
-    assert unlabelled.returncode == 1, unlabelled.stdout + unlabelled.stderr
-    assert "evaluation gate failed: no labels" in unlabelled.stderr
+    assert unlabelled.returncode == 3, unlabelled.stdout + unlabelled.stderr
+    assert "cannot tell: no labels" in unlabelled.stderr
     candidate = (project / "models" / "candidate").read_text().strip()
     metadata = json.loads((project / "models" / candidate / "metadata.json").read_text())
     assert metadata["target"] is None

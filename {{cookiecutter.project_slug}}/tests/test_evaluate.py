@@ -1,12 +1,16 @@
 import json
+import re
+import sys
 import time
 
 import pandas as pd
 import pytest
-from conftest import quick
+from conftest import edit_yaml, quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
-from {{ cookiecutter.package_name }}.errors import GateFailed
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.errors import ConfigError, GateFailed
 
 
 def report(
@@ -32,15 +36,15 @@ def test_the_gate_passes_a_clearly_better_candidate(problem, params):
     good = better(problem.success_threshold, 0.01, m)
     base = better(good, -0.3, m)
     lift = good - base
-    passed, reason = evaluate.gate(report(good, base, (lift / 2, lift * 2), m), problem, params)
-    assert passed, reason
+    verdict, reason = evaluate.gate(report(good, base, (lift / 2, lift * 2), m), problem, params)
+    assert verdict == evaluate.PASSED, reason
 
 
 def test_the_gate_fails_a_candidate_no_better_than_the_baseline(problem, params):
     m = problem.metric
     value = better(problem.success_threshold, 0.01, m)
-    passed, reason = evaluate.gate(report(value, value, (-0.1, 0.1), m), problem, params)
-    assert not passed
+    verdict, reason = evaluate.gate(report(value, value, (-0.1, 0.1), m), problem, params)
+    assert verdict == evaluate.FAILED
     assert "does not beat baseline" in reason
 
 
@@ -49,10 +53,10 @@ def test_the_gate_fails_when_the_interval_includes_zero(problem, params):
     good = better(problem.success_threshold, 0.01, m)
     base = better(good, -0.02, m)
     lift = good - base
-    passed, reason = evaluate.gate(
+    verdict, reason = evaluate.gate(
         report(good, base, (-abs(lift), abs(lift) * 2), m), problem, params
     )
-    assert not passed
+    assert verdict == evaluate.FAILED
     assert "includes zero" in reason
 
 
@@ -63,8 +67,8 @@ def test_the_gate_fails_a_candidate_worse_than_the_serving_model(problem, params
     lift = good - base
     result = report(good, base, (lift / 2, lift * 2), m)
     result["champion"] = {"version": "v-serving", "score": better(good, 0.01, m)}
-    passed, reason = evaluate.gate(result, problem, params)
-    assert not passed
+    verdict, reason = evaluate.gate(result, problem, params)
+    assert verdict == evaluate.FAILED
     assert "worse than the serving model v-serving" in reason
 
 
@@ -80,8 +84,8 @@ def test_the_gate_fails_a_candidate_worse_on_the_recent_holdout(problem, params)
         "holdout_score": better(good, 0.1, m),
     }
     result["holdout"] = {"rows": 50, "candidate": good}
-    passed, reason = evaluate.gate(result, problem, params)
-    assert not passed
+    verdict, reason = evaluate.gate(result, problem, params)
+    assert verdict == evaluate.FAILED
     assert "on the recent holdout" in reason
 
 
@@ -90,9 +94,31 @@ def test_the_gate_fails_below_the_success_threshold(problem, params):
     weak = better(problem.success_threshold, -0.01, m)
     base = better(weak, -0.3, m)
     lift = weak - base
-    passed, reason = evaluate.gate(report(weak, base, (lift / 2, lift * 2), m), problem, params)
-    assert not passed
+    verdict, reason = evaluate.gate(report(weak, base, (lift / 2, lift * 2), m), problem, params)
+    assert verdict == evaluate.FAILED
     assert "success threshold" in reason
+
+
+def test_the_gate_is_inconclusive_on_a_test_set_too_small_to_judge(problem, params):
+    m = problem.metric
+    good = better(problem.success_threshold, 0.01, m)
+    base = better(good, -0.3, m)
+    lift = good - base
+    small = report(good, base, (lift / 2, lift * 2), m) | {"too_small": "3 test rows"}
+    assert evaluate.gate(small, problem, params) == (evaluate.INCONCLUSIVE, "3 test rows")
+    # a zero-width interval is never significant, however large the lift
+    flat = report(good, base, (lift, lift), m)
+    verdict, reason = evaluate.gate(flat, problem, params)
+    assert verdict == evaluate.INCONCLUSIVE
+    assert "zero width" in reason
+
+
+def test_an_undefined_primary_metric_is_inconclusive_with_its_reason(problem, params):
+    m = problem.metric
+    undefined = report(None, None, (0.0, 0.0), m) | {"undefined": {m: "a made-up reason"}}
+    verdict, reason = evaluate.gate(undefined, problem, params)
+    assert verdict == evaluate.INCONCLUSIVE
+    assert reason.startswith(f"{m} is undefined: a made-up reason")
 
 
 @pytest.fixture
@@ -120,6 +146,7 @@ def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem
     assert events == ["trained", "promoted", "trained", "rejected"]
     metrics = json.loads((project.reports / "metrics.json").read_text())
     assert metrics["gate"]["passed"] is False
+    assert metrics["gate"]["verdict"] == "failed"
 
 
 def test_the_report_sets_control_beside_treatment(project, problem, prepared):
@@ -131,6 +158,14 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
     assert low <= result["primary"]["candidate"] <= high
     text = (project.reports / "evaluation.md").read_text()
     assert "| metric" in text and "baseline" in text and "candidate" in text
+    train_rows = len(pd.read_parquet(project.processed / "train.parquet"))
+    assert f"Training set: {train_rows} rows" in text
+    assert f"Held-out test set: {result['test_rows']} rows" in text
+    for title, rows in result["tables"].items():
+        assert f"## {title}" in text and rows
+        for row in rows:  # each row starts with its name (a class, ...) in a table cell
+            assert re.search(rf"\|\s*{re.escape(str(next(iter(row.values()))))}\s*\|", text)
+    assert "nan" not in text.lower().split()
     for image in (project.reports / "figures").glob("*.png"):
         assert f"figures/{image.name}" in text
 
@@ -140,7 +175,16 @@ def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, p
     evaluate.run(project.processed, project.models, project.reports, problem, prepared)
     time.sleep(1.1)  # a new version name
     train.run(project.processed, project.models, problem, prepared)
+{%- if cookiecutter.problem_type == "forecasting" %}
+    test = pd.read_parquet(project.processed / "test.parquet")
+    stamp, name = problem.target.timestamp, problem.target.name
+    # Recent steps right after the data: the test period's values, dated one period later.
+    holdout = pd.DataFrame(
+        {stamp: test[stamp] + pd.Timedelta(len(test), unit="D"), name: test[name]}
+    ).iloc[:60]
+{%- else %}
     holdout = pd.read_parquet(project.processed / "test.parquet").sample(frac=0.5, random_state=0)
+{%- endif %}
 
     result = evaluate.run(
         project.processed, project.models, project.reports, problem, prepared, holdout=holdout
@@ -148,3 +192,62 @@ def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, p
 
     assert result["holdout"]["rows"] == len(holdout)
     assert result["champion"]["holdout_score"] == pytest.approx(result["holdout"]["candidate"])
+
+
+def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
+    project, problem, prepared, monkeypatch, capsys
+):
+    train.run(project.processed, project.models, problem, prepared)
+{%- if cookiecutter.problem_type == "forecasting" %}
+    edit_yaml(project.params, gate__min_blocks=10_000)
+{%- else %}
+    edit_yaml(project.params, gate__min_test_rows=10_000)
+{%- endif %}
+    monkeypatch.setattr(sys, "argv", ["evaluate", "evaluate", "--root", str(project.root)])
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+
+    assert exit_info.value.code == 3
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("cannot tell: ") and "10000 (gate.min_" in message
+    assert not (project.models / "current").exists()
+    last = json.loads((project.models / bundle.REGISTRY).read_text().splitlines()[-1])
+    assert last["event"] == "inconclusive"
+    metrics = json.loads((project.reports / "metrics.json").read_text())
+    assert metrics["gate"] == {"verdict": "inconclusive", "passed": False, "reason": message[13:]}
+    assert "**Gate: INCONCLUSIVE**" in (project.reports / "evaluation.md").read_text()
+
+
+def test_a_tiny_data_set_cannot_be_judged_and_exits_3(project, problem, monkeypatch, capsys):
+    frame = task.SAMPLES[problem.source.name]()
+{%- if cookiecutter.problem_type == "forecasting" %}
+    tiny = frame.tail(200)  # a test period of 40 steps: 27 origins, 2 blocks of the horizon
+{%- elif cookiecutter.problem_type == "anomaly_detection" %}
+    tiny = frame.sample(200, random_state=0)  # a handful of anomalies
+{%- else %}
+    tiny = frame.sample(80, random_state=0)  # 20 test rows
+{%- endif %}
+    (project.root / "data" / "external").mkdir(parents=True)
+    tiny.to_csv(project.root / "data" / "external" / "tiny.csv", index=False)
+    edit_yaml(project.problem, source={"kind": "file", "path": "data/external/tiny.csv"})
+    edit_yaml(project.params, cv__folds=2, evaluation__bootstrap_resamples=200)
+    monkeypatch.setattr(sys, "argv", ["pipeline", "pipeline", "--root", str(project.root)])
+
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 3, message
+    assert message.startswith("cannot tell: ") and "split.test_size" in message
+    assert not (project.models / "current").exists()
+
+
+def test_a_gate_minimum_of_another_problem_type_is_refused(project):
+{%- if cookiecutter.problem_type == "forecasting" %}
+    edit_yaml(project.params, gate__min_test_rows=10)
+{%- else %}
+    edit_yaml(project.params, gate__min_blocks=10)
+{%- endif %}
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_params(project.params)

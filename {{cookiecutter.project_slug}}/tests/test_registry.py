@@ -34,6 +34,16 @@ def test_versions_lists_every_bundle_with_its_verdict(two_versions):
     assert [row["version"] for row in listed] == sorted(promoted, reverse=True)
     assert [row["current"] for row in listed] == [True, False]
     assert all(row["gate"] for row in listed)
+    assert [row["verdict"] for row in listed] == ["passed", "passed"]
+
+
+def test_the_gate_promotes_through_the_registry_with_its_numbers(two_versions):
+    models, promoted = two_versions
+    events = [event for event in registry.history(models) if event["event"] == "promoted"]
+    assert [event["version"] for event in events[:2]] == promoted
+    for event in events[:2]:
+        assert event["forced"] is False and event["reason"].startswith("candidate ")
+        assert {"metric", "candidate", "baseline"} <= set(event)
 
 
 def test_rollback_and_promotion_follow_the_registry_log(two_versions):
@@ -46,7 +56,8 @@ def test_rollback_and_promotion_follow_the_registry_log(two_versions):
         registry.rollback(models, reason="again")
 
     report = models / second / "evaluation.json"
-    report.write_text(report.read_text().replace('"passed": true', '"passed": false'))
+    text = report.read_text().replace('"passed": true', '"passed": false')
+    report.write_text(text.replace('"verdict": "passed"', '"verdict": "inconclusive"'))
     with pytest.raises(ProjectError, match="has not passed the evaluation gate"):
         registry.promote(models, second, reason="operator")
     registry.promote(models, second, reason="operator override", force=True)

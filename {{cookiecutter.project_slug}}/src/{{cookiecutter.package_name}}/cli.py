@@ -165,7 +165,7 @@ def models_list(root: Path = ROOT) -> None:
     for row in rows:
         marks = " ".join(name for name in ("current", "candidate") if row[name])
         score = "" if row["test_score"] is None else f"{row['metric']}={row['test_score']:.4f}"
-        gate = {True: "passed", False: "failed", None: "not evaluated"}[row["gate"]]
+        gate = row["verdict"] or "not evaluated"
         typer.echo(f"{row['version']}  {row['model']:<24} {score:<18} gate {gate:<13} {marks}")
     if not rows:
         typer.echo("no bundles yet: run `train`")

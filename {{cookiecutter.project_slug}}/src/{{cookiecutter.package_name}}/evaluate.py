@@ -1,48 +1,67 @@
-"""Stage 5: control against treatment on the held-out test set, bootstrap intervals, the gate."""
+"""Stage 5: control against treatment on the held-out test set, bootstrap intervals, the gate.
+
+The gate has three verdicts, each with its own exit code: passed (0), failed (1,
+`GateFailed`) and inconclusive (3, `CannotTell`) when the test set is too small to judge.
+What the problem type does its own way (how both models predict the test set, how many
+consecutive test units the bootstrap resamples together, what makes a test set too small)
+comes from `task`; the gate, the bootstrap and the report are the same for every type.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from . import bundle, task
+from . import bundle, registry, task
 from .config import Params, ProblemConfig
 from .data import write_json
-from .errors import DataError, GateFailed
+from .errors import CannotTell, DataError, GateFailed
 from .features import read_processed
 
 log = logging.getLogger(__name__)
 
+PASSED, FAILED, INCONCLUSIVE = "passed", "failed", "inconclusive"
+
 
 def bootstrap_primary(
-    y: np.ndarray, candidate, baseline, metric: str, params: Params
-) -> dict[str, list[float]]:
+    y: np.ndarray, candidate, baseline, metric: str, params: Params, block: int = 1
+) -> dict[str, list[float]] | None:
     """Percentile intervals for candidate, baseline and their paired difference.
 
-    Each resample draws the same test rows for both models, so the difference is paired.
-    """
+    Each resample draws the same test units for both models, so the difference is paired.
+    With `block` > 1 it draws blocks of that many consecutive units (forecast origins that
+    share most of their target steps), so neighbours do not pretend to be more evidence
+    than they are. None with fewer than two blocks: nothing to resample."""
     compute = task.METRICS[metric].compute
+    starts = np.arange(0, len(y), block)
+    if len(starts) < 2:
+        return None
 
-    def statistic(rows: np.ndarray) -> np.ndarray:
-        rows = rows.astype(int)
+    def statistic(drawn: np.ndarray) -> np.ndarray:
+        rows = (starts[drawn.astype(int)][:, None] + np.arange(block)).ravel()
+        rows = rows[rows < len(y)]  # the last block may be shorter
         c = compute(y[rows], task.subset(candidate, rows))
         b = compute(y[rows], task.subset(baseline, rows))
         return np.array([c, b, c - b])
 
-    result = bootstrap(
-        (np.arange(len(y)),),
-        statistic,
-        vectorized=False,
-        n_resamples=params.evaluation.bootstrap_resamples,
-        confidence_level=params.evaluation.confidence,
-        method="percentile",
-        random_state=params.split.seed,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a degenerate sample is judged by the gate, not warned
+        result = bootstrap(
+            (np.arange(len(starts)),),
+            statistic,
+            vectorized=False,
+            n_resamples=params.evaluation.bootstrap_resamples,
+            confidence_level=params.evaluation.confidence,
+            method="percentile",
+            random_state=params.split.seed,
+        )
     low, high = result.confidence_interval
     return {
         name: [float(low[i]), float(high[i])]
@@ -50,19 +69,22 @@ def bootstrap_primary(
     }
 
 
-def primary_score(model_bundle: bundle.Bundle, frame: pd.DataFrame, problem: ProblemConfig):
-    """The primary metric of a bundle on labelled rows, or None if the columns do not fit."""
-    names = [f["name"] for f in model_bundle.metadata["features"]]
-    if not {*names, problem.target.name} <= set(frame.columns):
+def primary_score(
+    model_bundle: bundle.Bundle, history: pd.DataFrame, period: pd.DataFrame, problem
+) -> float | None:
+    """The primary metric of a bundle on the labelled `period` (with `history` before it),
+    or None if the bundle does not fit the data (other features, another series)."""
+    held_out = task.held_out(model_bundle, history, period, problem.target)
+    if held_out is None or held_out[0] is None:
         return None
-    frame = frame[frame[problem.target.name].notna()]
-    predictions = task.predict(model_bundle.model, frame[names])
-    return task.METRICS[problem.metric].compute(frame[problem.target.name].to_numpy(), predictions)
+    y, candidate, _ = held_out
+    return task.METRICS[problem.metric].compute(y, candidate)
 
 
 def champion_scores(
     models_dir: Path,
     candidate_version: str,
+    train: pd.DataFrame,
     test: pd.DataFrame,
     holdout: pd.DataFrame | None,
     problem: ProblemConfig,
@@ -73,13 +95,14 @@ def champion_scores(
     if version is None or version == candidate_version:
         return None
     champion = bundle.load(models_dir / version)
-    score = primary_score(champion, test, problem)
+    score = primary_score(champion, train, test, problem)
     if score is None:
-        log.warning("the current model %s expects other features; not compared", version)
+        log.warning("the current model %s does not fit this data; not compared", version)
         return None
     result = {"version": version, "score": score}
     if holdout is not None:
-        result["holdout_score"] = primary_score(champion, holdout, problem)
+        full = pd.concat([train, test], ignore_index=True)
+        result["holdout_score"] = primary_score(champion, full, holdout, problem)
     return result
 
 
@@ -90,139 +113,236 @@ def _worse(score: float, other: float, sign: float) -> bool:
     )
 
 
-def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[bool, str]:
-    """Does the candidate beat the baseline and meet the success threshold?"""
+def _degenerate(interval: list[float] | None) -> bool:
+    """No interval, a NaN bound or zero width: the resamples cannot tell models apart."""
+    return (
+        interval is None
+        or not all(math.isfinite(bound) for bound in interval)
+        or math.isclose(interval[0], interval[1], rel_tol=1e-12, abs_tol=1e-12)
+    )
+
+
+def _cannot_judge(report: dict, params: Params) -> str | None:
+    """Why the test set cannot support a verdict, or None if it can."""
     primary = report["primary"]
-    name, better = primary["metric"], primary["greater_is_better"]
-    candidate, baseline = primary["candidate"], primary["baseline"]
-    if candidate is None:
-        return False, (
+    name = primary["metric"]
+    if primary["candidate"] is None and report.get("labelled") is False:
+        return (
             f"no labels: {name} cannot be measured without a target column; review the "
             "flagged test rows, then promote by hand with `models promote --force`"
         )
+    if report.get("too_small"):
+        return report["too_small"]
+    if primary["candidate"] is None or primary["baseline"] is None:
+        why = report.get("undefined", {}).get(name, "no value on this test set")
+        return f"{name} is undefined: {why}; add data or a larger split.test_size"
+    interval = (primary.get("ci") or {}).get("difference")
+    if params.gate.require_significant and _degenerate(interval):
+        return (
+            f"the {params.evaluation.confidence:.0%} interval of the {name} difference is "
+            "degenerate (zero width): too few test units to judge; add data or a larger "
+            "split.test_size"
+        )
+    return None
+
+
+def _failure(report: dict, problem: ProblemConfig, params: Params) -> str | None:
+    """Why the candidate fails the gate, or None if it passes."""
+    primary = report["primary"]
+    name, better = primary["metric"], primary["greater_is_better"]
+    candidate, baseline = primary["candidate"], primary["baseline"]
     sign = 1.0 if better else -1.0
-    improvement = sign * (candidate - baseline)
-    low, high = primary["ci"]["difference"]
-    lower_bound = low if better else -high
-    if improvement <= params.gate.min_improvement:
-        return False, (
+    if sign * (candidate - baseline) <= params.gate.min_improvement:
+        return (
             f"candidate {name} {candidate:.4f} does not beat baseline {baseline:.4f} "
             f"by more than {params.gate.min_improvement:g}"
         )
     champion = report.get("champion")
     if champion and _worse(candidate, champion["score"], sign):
-        return False, (
+        return (
             f"candidate {name} {candidate:.4f} is worse than the serving model "
             f"{champion['version']} ({champion['score']:.4f})"
         )
     recent = report.get("holdout")
     comparable = champion and recent and champion.get("holdout_score") is not None
     if comparable and _worse(recent["candidate"], champion["holdout_score"], sign):
-        return False, (
+        return (
             f"on the recent holdout, candidate {name} {recent['candidate']:.4f} is worse "
             f"than the serving model {champion['version']} ({champion['holdout_score']:.4f})"
         )
-    if params.gate.require_significant and not lower_bound > 0:
-        return False, (
+    low, high = primary["ci"]["difference"] if primary.get("ci") else (math.nan, math.nan)
+    if params.gate.require_significant and not (low if better else -high) > 0:
+        return (
             f"candidate {name} {candidate:.4f} vs baseline {baseline:.4f}: the "
             f"{params.evaluation.confidence:.0%} interval of the difference includes zero"
         )
-    meets = (
-        candidate >= problem.success_threshold if better else candidate <= problem.success_threshold
-    )
+    meets = sign * (candidate - problem.success_threshold) >= 0
     if not meets:
-        relation = "below" if better else "above"
-        return False, (
-            f"candidate {name} {candidate:.4f} is {relation} the success threshold "
-            f"{problem.success_threshold:g} in problem.yaml"
+        return (
+            f"candidate {name} {candidate:.4f} is {'below' if better else 'above'} the "
+            f"success threshold {problem.success_threshold:g} in problem.yaml"
         )
-    return (
-        True,
-        f"candidate {name} {candidate:.4f} beats baseline {baseline:.4f} and meets {problem.success_threshold:g}",
+    return None
+
+
+def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[str, str]:
+    """The verdict, passed, failed or inconclusive, and its reason in one line.
+
+    Inconclusive comes first: on a test set too small to judge, neither a pass nor a
+    failure would mean anything."""
+    unknown = _cannot_judge(report, params)
+    if unknown:
+        return INCONCLUSIVE, unknown
+    failure = _failure(report, problem, params)
+    if failure:
+        return FAILED, failure
+    primary = report["primary"]
+    return PASSED, (
+        f"candidate {primary['metric']} {primary['candidate']:.4f} beats baseline "
+        f"{primary['baseline']:.4f} and meets {problem.success_threshold:g}"
     )
+
+
+def _scores(y, predictions) -> dict[str, float | None]:
+    """Every metric; one undefined for this sample is None (its reason is in `undefined`)."""
+    undefined = task.undefined(y, predictions)
+    return {
+        name: None if name in undefined else value
+        for name, value in task.score(y, predictions).items()
+    }
 
 
 def evaluate(
-    model_bundle: bundle.Bundle, test: pd.DataFrame, problem: ProblemConfig, params: Params
-) -> tuple[dict, task.Predictions]:
+    model_bundle: bundle.Bundle,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    problem: ProblemConfig,
+    params: Params,
+) -> tuple[dict, tuple]:
     """Every metric for both models on the test set, plus intervals for the primary metric.
 
-    Without a target, task.score describes the predictions instead and nothing is compared.
-    Returns the report and the candidate's test-set predictions (for the figures)."""
-    features = [f["name"] for f in model_bundle.metadata["features"]]
-    target = problem.target.name
-    X, y = test[features], None if target is None else test[target].to_numpy()
-    candidate = task.predict(model_bundle.model, X)
-    baseline = task.predict(model_bundle.baseline, X)
+    Returns the report and (truth, candidate, baseline) for the figures."""
+    held_out = task.held_out(model_bundle, train, test, problem.target)
+    if held_out is None:
+        raise DataError("the test set does not fit the model: run `prepare` and `train` again")
+    y, candidate, baseline = held_out
     metric = problem.metric
-    candidate_scores, baseline_scores = task.score(y, candidate), task.score(y, baseline)
-    ci = None
-    if y is not None:
-        log.info(
-            "bootstrapping %s over %d resamples", metric, params.evaluation.bootstrap_resamples
-        )
-        ci = bootstrap_primary(y, candidate, baseline, metric, params)
+    candidate_scores, baseline_scores = _scores(y, candidate), _scores(y, baseline)
     report = {
         "version": model_bundle.version,
+        "train_rows": len(train),
         "test_rows": len(test),
+        **task.test_facts(problem.target, y),
+        "labelled": y is not None,
+        "too_small": None if y is None else task.too_small(y, problem.target, params.gate),
+        "undefined": {} if y is None else task.undefined(y, candidate),
         "candidate": candidate_scores,
         "baseline": baseline_scores,
+        "tables": {
+            title: json.loads(table.to_json(orient="records"))
+            for title, table in task.evaluation_tables(y, candidate, baseline).items()
+        },
         "primary": {
             "metric": metric,
             "greater_is_better": task.METRICS[metric].greater_is_better,
             "candidate": candidate_scores.get(metric),
             "baseline": baseline_scores.get(metric),
             "confidence": params.evaluation.confidence,
-            "ci": ci,
+            "block": task.resampling_block(problem.target),
+            "ci": None,
         },
         "cv": model_bundle.metadata["cv"],
     }
-    return report, candidate
+    primary = report["primary"]
+    measured = y is not None and None not in (primary["candidate"], primary["baseline"])
+    if measured and not report["too_small"]:
+        log.info(
+            "bootstrapping %s over %d resamples", metric, params.evaluation.bootstrap_resamples
+        )
+        primary["ci"] = bootstrap_primary(
+            y, candidate, baseline, metric, params, block=primary["block"]
+        )
+    return report, (y, candidate, baseline)
+
+
+def _number(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"
+
+
+def _intervals(report: dict) -> list[str]:
+    primary, cv = report["primary"], report["cv"]
+    ci = primary["ci"]
+    if not ci:
+        return [f"- not measured: {report['gate']['reason']}"]
+    blocks = f", blocks of {primary['block']}" if primary["block"] > 1 else ""
+    candidate, baseline = primary["candidate"], primary["baseline"]
+    return [
+        f"- candidate: {candidate:.4f} [{ci['candidate'][0]:.4f}, {ci['candidate'][1]:.4f}]",
+        f"- baseline: {baseline:.4f} [{ci['baseline'][0]:.4f}, {ci['baseline'][1]:.4f}]",
+        f"- difference: {candidate - baseline:.4f} "
+        f"[{ci['difference'][0]:.4f}, {ci['difference'][1]:.4f}] (paired resamples{blocks})",
+        f"- cross-validation on the training set: {cv['mean']:.4f} ± {cv['std']:.4f}",
+    ]
+
+
+def _tables(report: dict) -> list[str]:
+    lines = []
+    for title, records in report["tables"].items():
+        table = pd.DataFrame(records).to_markdown(index=False, floatfmt=".4f")
+        lines += [f"## {title}", "", table, ""]
+    return lines
 
 
 def _markdown(report: dict, figures: list[Path], reports_dir: Path) -> str:
-    primary = report["primary"]
+    primary, verdict = report["primary"], report["gate"]["verdict"]
     rows = [
-        {
-            "metric": name,
-            "baseline": report["baseline"][name],
-            "candidate": report["candidate"][name],
-        }
-        for name in report["candidate"]
+        {"metric": name, "baseline": _number(report["baseline"][name]), "candidate": _number(value)}
+        for name, value in report["candidate"].items()
     ]
-    table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f")
-    ci, cv = primary["ci"], report["cv"]
-    level = f"{primary['confidence']:.0%}"
-    intervals = ["- not measurable: the test set has no labels"]
-    if ci:
-        intervals = [
-            f"- candidate: {primary['candidate']:.4f} [{ci['candidate'][0]:.4f}, {ci['candidate'][1]:.4f}]",
-            f"- baseline: {primary['baseline']:.4f} [{ci['baseline'][0]:.4f}, {ci['baseline'][1]:.4f}]",
-            f"- difference: {primary['candidate'] - primary['baseline']:.4f} "
-            f"[{ci['difference'][0]:.4f}, {ci['difference'][1]:.4f}] (paired resamples)",
-            f"- cross-validation on the training set: {cv['mean']:.4f} ± {cv['std']:.4f}",
-        ]
+    undefined = [f"- {name} is undefined: {why}" for name, why in report["undefined"].items()]
     lines = [
         f"# Evaluation of model {report['version']}",
         "",
-        f"Held-out test set: {report['test_rows']} rows, never used for training or selection.",
+        f"Training set: {report['train_rows']} rows. Held-out test set: {report['test_rows']} "
+        "rows, never used for training or selection.",
+        *task.describe_test(report),
         "",
-        f"**Gate: {'PASSED' if report['gate']['passed'] else 'FAILED'}** — {report['gate']['reason']}.",
+        f"**Gate: {verdict.upper()}** — {report['gate']['reason']}.",
         "",
         "## Control (baseline) against treatment (candidate)",
         "",
-        table,
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
         "",
-        f"## Primary metric: {primary['metric']} with {level} bootstrap intervals",
+        *([*undefined, ""] if undefined else []),
+        f"## Primary metric: {primary['metric']} with {primary['confidence']:.0%} "
+        "bootstrap intervals",
         "",
-        *intervals,
+        *_intervals(report),
         "",
+        *_tables(report),
         "## Figures",
         "",
         *[f"![{p.stem}]({p.relative_to(reports_dir).as_posix()})" for p in figures],
         "",
     ]
     return "\n".join(lines)
+
+
+def _holdout_report(model_bundle, train, test, holdout, problem) -> dict:
+    full = pd.concat([train, test], ignore_index=True)
+    score = primary_score(model_bundle, full, holdout, problem)
+    if score is None:
+        raise DataError("the holdout does not fit the model: its features, target or series")
+    return {"rows": len(holdout), "candidate": score}
+
+
+def _write_reports(report: dict, figures: list[Path], model_bundle, reports_dir: Path) -> None:
+    write_json(reports_dir / "metrics.json", report)
+    write_json(model_bundle.path / "evaluation.json", report)  # beside the bundle, for the service
+    (reports_dir / "evaluation.md").write_text(
+        _markdown(report, figures, reports_dir), encoding="utf-8"
+    )
+    log.info("wrote %s and %s", reports_dir / "metrics.json", reports_dir / "evaluation.md")
 
 
 def run(
@@ -234,43 +354,39 @@ def run(
     pointer: str = "candidate",
     holdout: pd.DataFrame | None = None,
 ) -> dict:
-    """Evaluate the bundle `pointer` names, write the reports, and promote it if it passes.
+    """Evaluate the bundle `pointer` names, write the reports, and promote it through the
+    registry if it passes. Raises GateFailed (exit 1) or CannotTell (exit 3) otherwise.
 
     `holdout`: recent labelled rows; the candidate must then also match the serving model
     on them."""
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
-    _, test, _ = read_processed(processed_dir)
-    report, candidate = evaluate(model_bundle, test, problem, params)
-    if holdout is not None:
-        score = primary_score(model_bundle, holdout, problem)
-        if score is None:
-            raise DataError("the holdout lacks the model's features or the target column")
-        report["holdout"] = {"rows": len(holdout), "candidate": score}
-    report["champion"] = champion_scores(models_dir, model_bundle.version, test, holdout, problem)
-    passed, reason = gate(report, problem, params)
-    report["gate"] = {"passed": passed, "reason": reason}
+    train, test, _ = read_processed(processed_dir)
+    report, (y, candidate, baseline) = evaluate(model_bundle, train, test, problem, params)
+    recent = None if holdout is None else task.holdout_frame(holdout, problem.target)
+    if recent is not None:
+        report["holdout"] = _holdout_report(model_bundle, train, test, recent, problem)
+    report["champion"] = champion_scores(
+        models_dir, model_bundle.version, train, test, recent, problem
+    )
+    verdict, reason = gate(report, problem, params)
+    report["gate"] = {"verdict": verdict, "passed": verdict == PASSED, "reason": reason}
 
     figures_dir = reports_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    y = None if problem.target.name is None else test[problem.target.name].to_numpy()
-    figures = task.evaluation_figures(y, candidate, figures_dir)
-    write_json(reports_dir / "metrics.json", report)
-    write_json(model_bundle.path / "evaluation.json", report)  # beside the bundle, for the service
-    (reports_dir / "evaluation.md").write_text(
-        _markdown(report, figures, reports_dir), encoding="utf-8"
+    figures = task.evaluation_figures(
+        y, candidate, baseline, train, test, problem.target, figures_dir
     )
-    log.info("wrote %s and %s", reports_dir / "metrics.json", reports_dir / "evaluation.md")
+    _write_reports(report, figures, model_bundle, reports_dir)
 
     primary = report["primary"]
-    details = {
-        "metric": primary["metric"],
-        "candidate": primary["candidate"],
-        "baseline": primary["baseline"],
-    }
-    if not passed:
-        bundle.log_event(models_dir, "rejected", model_bundle.version, reason=reason, **details)
+    details = {k: primary[k] for k in ("metric", "candidate", "baseline")}
+    version = model_bundle.version
+    if verdict == INCONCLUSIVE:
+        registry.record(models_dir, registry.INCONCLUSIVE, version, reason=reason, **details)
+        raise CannotTell(reason)
+    if verdict == FAILED:
+        registry.record(models_dir, registry.REJECTED, version, reason=reason, **details)
         raise GateFailed(f"evaluation gate failed: {reason}")
-    bundle.set_pointer(models_dir, "current", model_bundle.version)
-    bundle.log_event(models_dir, "promoted", model_bundle.version, reason=reason, **details)
-    log.info("gate passed: %s; models/current -> %s", reason, model_bundle.version)
+    registry.promote(models_dir, version, reason, **details)
+    log.info("gate passed: %s; models/current -> %s", reason, version)
     return report

@@ -2,7 +2,8 @@
 
 Every bundle stays in `models/<version>/`; `models/current` names the served one and is
 replaced atomically, so a reader sees the old version or the new one, never half of it.
-`models/registry.jsonl` records each decision; rollback follows it back.
+`models/registry.jsonl` records each decision (trained, promoted, rejected, inconclusive,
+rolled back); rollback follows it back. Promotion always goes through `promote`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from . import bundle
 from .errors import ProjectError
 
 PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+REJECTED, INCONCLUSIVE = "rejected", "inconclusive"  # gate verdicts that promote nothing
 
 
 def history(models_dir: Path) -> list[dict]:
@@ -27,6 +29,13 @@ def history(models_dir: Path) -> list[dict]:
 def evaluation(models_dir: Path, version: str) -> dict | None:
     path = models_dir / version / "evaluation.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def verdict(report: dict) -> str:
+    """passed, failed or inconclusive; reports written before verdicts had three outcomes
+    say only whether the candidate passed."""
+    gate = report["gate"]
+    return gate.get("verdict") or ("passed" if gate["passed"] else "failed")
 
 
 def versions(models_dir: Path) -> list[dict]:
@@ -46,6 +55,7 @@ def versions(models_dir: Path) -> list[dict]:
                 "metric": primary["metric"] if primary else None,
                 "test_score": primary["candidate"] if primary else None,
                 "gate": None if report is None else report["gate"]["passed"],
+                "verdict": None if report is None else verdict(report),
                 "current": meta["version"] == current,
                 "candidate": meta["version"] == candidate,
             }
@@ -64,17 +74,24 @@ def _served_stack(models_dir: Path) -> list[str]:
     return stack
 
 
-def promote(models_dir: Path, version: str, reason: str, force: bool = False) -> None:
-    """Point `current` at `version` after verifying it; it must have passed the gate."""
+def record(models_dir: Path, event: str, version: str, reason: str, **details) -> None:
+    """Log a gate verdict that promotes nothing (REJECTED or INCONCLUSIVE)."""
+    bundle.log_event(models_dir, event, version, reason=reason, **details)
+
+
+def promote(models_dir: Path, version: str, reason: str, force: bool = False, **details) -> None:
+    """Point `current` at `version` after verifying it; it must have passed the gate.
+
+    `details` (metric, scores) go into the registry log with the reason."""
     bundle.verify(models_dir / version)
     report = evaluation(models_dir, version)
-    if not force and not (report and report["gate"]["passed"]):
+    if not force and not (report and verdict(report) == "passed"):
         raise ProjectError(
             f"{version} has not passed the evaluation gate; run `evaluate` on it, "
             "or pass --force to promote it anyway (the reason is logged)"
         )
     bundle.set_pointer(models_dir, "current", version)
-    bundle.log_event(models_dir, PROMOTED, version, reason=reason, forced=force)
+    bundle.log_event(models_dir, PROMOTED, version, reason=reason, forced=force, **details)
 
 
 def rollback(models_dir: Path, reason: str) -> str:

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import get_scorer
+from sklearn.model_selection import StratifiedGroupKFold
 
 from . import bundle, task
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
-from .errors import ConfigError
+from .errors import CannotTell, ConfigError
 from .features import TRAIN_FILE, model_pipeline, parse_dates, read_processed, tokenize
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,26 @@ def cv_groups(X: pd.DataFrame, y: pd.Series) -> np.ndarray:
     return pd.util.hash_pandas_object(rows, index=False).to_numpy()
 
 
+def _enough_for_folds(splitter, y: pd.Series, groups: np.ndarray, folds: int) -> None:
+    """Too few distinct training rows (of some class, for a stratified splitter) to fill
+    every fold: the scores could not be trusted, so cross-validation cannot tell (exit 3).
+    Copies of a repeated row count once, since they share a fold."""
+    distinct = pd.Series(y.to_numpy(), index=groups)
+    distinct = distinct[~distinct.index.duplicated()]
+    if isinstance(splitter, StratifiedGroupKFold):
+        counts = distinct.value_counts()
+        short = f"distinct rows of every class; class {counts.idxmin()!r} has {counts.min()}"
+        enough = counts.min() >= folds
+    else:
+        short = f"distinct rows; the training set has {len(distinct)}"
+        enough = len(distinct) >= folds
+    if not enough:
+        raise CannotTell(
+            f"cross-validation in {folds} folds needs {folds} training {short}: use fewer "
+            "cv.folds (at least 2) or more data"
+        )
+
+
 def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
     """Score the primary metric fold by fold on the training set only, with every copy of a
     repeated row in the same fold, so no fold is scored on rows it was fitted on."""
@@ -46,8 +67,10 @@ def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params:
     scorer = get_scorer(spec.scorer)
     sign = -1.0 if spec.scorer.startswith("neg_") else 1.0
     splitter = task.cv_splitter(params.cv.folds, params.split.seed)
+    groups = cv_groups(X, y)
+    _enough_for_folds(splitter, y, groups, params.cv.folds)
     scores = []
-    folds = splitter.split(X, y, groups=cv_groups(X, y))
+    folds = splitter.split(X, y, groups=groups)
     for fold, (fit_idx, val_idx) in enumerate(folds, start=1):
         fitted = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
         scores.append(sign * float(scorer(fitted, X.iloc[val_idx], y.iloc[val_idx])))

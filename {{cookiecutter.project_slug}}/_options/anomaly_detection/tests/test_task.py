@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }} import (
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.detectors import RobustZScore, choose_threshold
-from {{ cookiecutter.package_name }}.errors import DataError, GateFailed
+from {{ cookiecutter.package_name }}.errors import CannotTell, DataError
 
 
 @pytest.fixture(scope="module")
@@ -145,17 +145,17 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
     features.prepare(data.read_raw(project.raw), problem, params, project.processed)
     train.run(project.processed, project.models, problem, params)
 
-    with pytest.raises(GateFailed, match="no labels: pr_auc cannot be measured"):
+    with pytest.raises(CannotTell, match="no labels: pr_auc cannot be measured"):
         evaluate.run(project.processed, project.models, project.reports, problem, params)
     report = evaluate.evaluate(
         bundle.load(bundle.resolve(project.models, "candidate")),
-        features.read_processed(project.processed)[1],
+        *features.read_processed(project.processed)[:2],
         problem,
         params,
     )[0]
     expected = params.model.params.get("expected_share", 0.05)
     assert report["candidate"]["flagged_share"] == pytest.approx(expected, abs=0.03)
-    assert "not measurable" in (project.reports / "evaluation.md").read_text()
+    assert "not measured: no labels" in (project.reports / "evaluation.md").read_text()
 
     version = bundle.read_pointer(project.models, "candidate")
     registry.promote(project.models, version, "flags reviewed by maintenance", force=True)

@@ -1,8 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quick
 
-from {{ cookiecutter.package_name }} import task
+from {{ cookiecutter.package_name }} import data, evaluate, features, task, train
+from {{ cookiecutter.package_name }}.errors import DataError
 
 
 def test_the_sample_is_deterministic_daily_and_has_gaps():
@@ -70,3 +72,44 @@ def test_the_response_dates_every_step():
             {"timestamp": "2024-01-02", "value": 2.5},
         ],
     }
+
+
+def test_the_bootstrap_resamples_blocks_of_consecutive_origins(problem, params):
+    rng = np.random.default_rng(0)
+    y = rng.normal(100, 5, (140, 14))
+    candidate = task.Predictions(y + rng.normal(0, 1, y.shape), 5.0)
+    baseline = task.Predictions(y + rng.normal(0, 3, y.shape), 5.0)
+    params = quick(params)
+    block = task.resampling_block(problem.target)
+    assert block == problem.target.horizon
+    ci = evaluate.bootstrap_primary(y, candidate, baseline, "mae", params, block=block)
+    assert ci == evaluate.bootstrap_primary(y, candidate, baseline, "mae", params, block=block)
+    low, high = ci["difference"]
+    assert low < high < 0  # clearly better: the whole interval is below zero
+    assert ci["candidate"][0] < task.METRICS["mae"].compute(y, candidate) < ci["candidate"][1]
+    # one block is nothing to resample: no interval, and the gate cannot tell
+    assert evaluate.bootstrap_primary(y[:block], candidate, baseline, "mae", params, block) is None
+
+
+def test_too_few_blocks_of_origins_cannot_be_judged(problem, params):
+    horizon, needed = problem.target.horizon, params.gate.min_blocks
+    enough = np.zeros((needed * horizon, horizon))
+    assert task.too_small(enough, problem.target, params.gate) is None
+    message = task.too_small(enough[: horizon * (needed - 1)], problem.target, params.gate)
+    assert f"make {needed - 1} blocks" in message and "shorter horizon" in message
+
+
+def test_a_holdout_that_does_not_continue_the_series_is_refused(project, problem, params):
+    data.collect(problem, project.raw, project.root)
+    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    prepared = quick(params)
+    train.run(project.processed, project.models, problem, prepared)
+    test = pd.read_parquet(project.processed / "test.parquet")
+    stamp, name = problem.target.timestamp, problem.target.name
+    late = pd.DataFrame(
+        {stamp: test[stamp] + pd.Timedelta(len(test) + 5, unit="D"), name: test[name]}
+    )
+    with pytest.raises(DataError, match="does not continue the history"):
+        evaluate.run(
+            project.processed, project.models, project.reports, problem, prepared, holdout=late
+        )

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,8 @@ from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_par
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import read_processed, resolve_features
 from {{ cookiecutter.package_name }}.predictor import MAX_TEXT_CHARS
+
+LABELS = (5, 4, 2)  # a common, a less common and a rare class
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +147,35 @@ def test_reviews_in_another_language_raise_an_oov_alarm_naming_the_text(mixed_pr
     assert result["oov_rate_recent"] > 0.8 > result["oov_rate_reference"]
     assert any("never seen in training" in reason for reason in result["reasons"])
     assert "gerat" in result["oov_examples"]
+
+
+def test_the_configured_baseline_log_loss_is_at_most_the_label_entropy(problem, params):
+    y = task.SAMPLES[problem.source.name]()[problem.target.name]
+    X = np.zeros((len(y), 1))
+    baseline = task.make_baseline(params.baseline.strategy, seed=0).fit(X, y)
+    shares = y.value_counts(normalize=True).to_numpy()
+    entropy = float(-(shares * np.log(shares)).sum())
+    loss = task.METRICS["log_loss"].compute(y.to_numpy(), task.predict(baseline, X))
+    assert loss <= entropy + 1e-9  # equal on the labels it was fitted to, up to rounding
+    assert set(baseline.predict(X)) == {y.mode()[0]}  # the class most_frequent would predict
+
+
+def test_the_per_class_table_shows_a_rare_class_the_candidate_misses():
+    classes = np.array(sorted(LABELS))  # as a model orders its classes_
+    y = np.array([LABELS[0]] * 8 + [LABELS[1]] * 3 + [LABELS[2]])
+    guess = np.array([LABELS[0]] * 8 + [LABELS[1]] * 3 + [LABELS[0]])
+    candidate = task.Predictions(guess, (guess[:, None] == classes).astype(float), classes)
+    majority = np.full(len(y), LABELS[0])
+    baseline = task.Predictions(majority, (majority[:, None] == classes) * 1.0, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing undefined leaks a library warning
+        table = task.evaluation_tables(y, candidate, baseline)["Per class"]
+        task.score(y, baseline)
+        present = y != LABELS[2]  # a sample without the rare class, and one guess of it
+        guess = np.where(np.arange(present.sum()) == 0, LABELS[2], LABELS[0])
+        task.score(y[present], task.Predictions(guess, (guess[:, None] == classes) * 1.0, classes))
+    assert len(table) == 2 * len(classes)
+    rare = table[(table["class"] == str(LABELS[2])) & (table["model"] == "candidate")]
+    assert rare[["recall", "support"]].to_numpy().tolist() == [[0.0, 1]]
+    common = table[(table["class"] == str(LABELS[1])) & (table["model"] == "baseline")]
+    assert common[["precision", "recall", "f1"]].to_numpy().tolist() == [[0.0, 0.0, 0.0]]

@@ -275,6 +275,74 @@ def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
     return Predictions(predictions.values[index], predictions.flags[index], predictions.threshold)
 
 
+# Stage 5's contract: evaluate.py calls these for every problem type.
+
+
+def held_out(model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Truth (None without a target) and both models' predictions on the labelled rows of
+    `period`, or None if it lacks a column. Rows are judged alone: `history` is unused."""
+    names = [f["name"] for f in model_bundle.metadata["features"]]
+    needed = {*names} if spec.name is None else {*names, spec.name}
+    if not needed <= set(period.columns):
+        return None
+    rows = period if spec.name is None else period[period[spec.name].notna()]
+    y = None if spec.name is None else rows[spec.name].to_numpy()
+    X = rows[names]
+    return y, predict(model_bundle.model, X), predict(model_bundle.baseline, X)
+
+
+def holdout_frame(holdout: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Recent labelled rows, as `held_out` takes them: unchanged."""
+    return holdout
+
+
+def resampling_block(spec: TargetSpec) -> int:
+    """How many consecutive test units the bootstrap draws together: rows are independent."""
+    return 1
+
+
+def test_facts(spec: TargetSpec, y: np.ndarray | None) -> dict:
+    """What the report records about the test set besides its size: its anomalies."""
+    return {} if y is None else {"test_anomalies": int(_truth(y).sum())}
+
+
+def describe_test(report: dict) -> list[str]:
+    """Markdown lines about the test set besides its size: how many anomalies it holds."""
+    if "test_anomalies" not in report:
+        return ["The test set has no labels: the scores describe the flags only."]
+    return [f"It holds {report['test_anomalies']} labelled anomalies."]
+
+
+def too_small(y: np.ndarray, spec: TargetSpec, gate) -> str | None:
+    """Why the labelled test rows are too few for a verdict (`gate`: params.gate), or None:
+    precision and recall rest on the anomalies, so they need a minimum of their own."""
+    anomalies = int(_truth(y).sum())
+    if len(y) < gate.min_test_rows:
+        return (
+            f"{len(y)} labelled test rows, the gate needs {gate.min_test_rows} "
+            "(gate.min_test_rows): add data or raise split.test_size"
+        )
+    if anomalies < gate.min_positives:
+        return (
+            f"{anomalies} labelled anomalies in the test set, the gate needs "
+            f"{gate.min_positives} (gate.min_positives): add labelled anomalies or raise "
+            "split.test_size"
+        )
+    return None
+
+
+def undefined(y: np.ndarray | None, predictions: Predictions) -> dict[str, str]:
+    """Metrics this sample cannot define, with the reason: reported so, never as NaN."""
+    if y is None or _truth(y).sum() > 0:
+        return {}
+    return {"pr_auc": "no anomaly in the sample", "recall": "no anomaly in the sample"}
+
+
+def evaluation_tables(y, candidate: Predictions, baseline: Predictions) -> dict:
+    """Tables the evaluation report adds for this type: none (the metrics are per anomaly)."""
+    return {}
+
+
 def target_column(spec: TargetSpec):
     """The label's contract as a pandera column: 0 (normal) or 1 (anomaly), gaps allowed."""
     import pandera.pandas as pa
@@ -308,21 +376,24 @@ def plot_target(ax, y: pd.Series) -> None:
     ax.set_xlabel(f"anomaly rate {counts.get('anomaly', 0) / max(counts.sum(), 1):.1%}")
 
 
-def evaluation_figures(y: np.ndarray | None, predictions: Predictions, out_dir: Path) -> list[Path]:
-    """Score histogram with the threshold (by label when known), and the PR curve."""
+def evaluation_figures(
+    y: np.ndarray | None, candidate: Predictions, baseline, history, period, spec, out_dir: Path
+) -> list[Path]:
+    """Score histogram with the threshold (by label when known), and the PR curve, of the
+    candidate on the test set (`baseline`, `history`, `period`, `spec` unused here)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    bins = np.histogram_bin_edges(predictions.values, bins=40)
+    bins = np.histogram_bin_edges(candidate.values, bins=40)
     if y is None:
-        ax.hist(predictions.values, bins=bins, color="tab:blue", label="test rows")
+        ax.hist(candidate.values, bins=bins, color="tab:blue", label="test rows")
     else:
         truth = _truth(y)
         for value, name, colour in ((0, "normal", "tab:blue"), (1, "anomaly", "tab:red")):
             ax.hist(
-                predictions.values[truth == value], bins=bins, alpha=0.6, color=colour, label=name
+                candidate.values[truth == value], bins=bins, alpha=0.6, color=colour, label=name
             )
-    ax.axvline(predictions.threshold, color="black", linestyle="--", label="threshold")
+    ax.axvline(candidate.threshold, color="black", linestyle="--", label="threshold")
     ax.set_yscale("log")
     ax.set_xlabel("anomaly score")
     ax.set_ylabel("rows")
@@ -334,8 +405,8 @@ def evaluation_figures(y: np.ndarray | None, predictions: Predictions, out_dir: 
     plt.close(fig)
     if y is not None:
         fig, ax = plt.subplots(figsize=(5, 4.5))
-        PrecisionRecallDisplay.from_predictions(_truth(y), predictions.values, ax=ax)
-        flags, truth = predictions.flags, _truth(y)
+        PrecisionRecallDisplay.from_predictions(_truth(y), candidate.values, ax=ax)
+        flags, truth = candidate.flags, _truth(y)
         ax.plot(
             recall_score(truth, flags, zero_division=0),
             precision_score(truth, flags, zero_division=0),

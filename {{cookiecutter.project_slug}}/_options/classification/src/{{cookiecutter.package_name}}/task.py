@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from sklearn.datasets import load_wine
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
@@ -20,6 +22,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     f1_score,
     log_loss,
+    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -78,8 +81,8 @@ class Metric:
 
 
 def _roc_auc(y: np.ndarray, p: Predictions) -> float:
-    if len(np.unique(y)) < 2:
-        return float("nan")  # undefined when the sample holds one class
+    if not np.isin(p.classes, y).all():
+        return float("nan")  # undefined when a class has no row in the sample
     if len(p.classes) == 2:
         return float(roc_auc_score(y, p.proba[:, 1]))
     return float(roc_auc_score(y, p.proba, multi_class="ovr", labels=p.classes))
@@ -91,7 +94,9 @@ METRICS: dict[str, Metric] = {
         True, "balanced_accuracy", lambda y, p: float(balanced_accuracy_score(y, p.values))
     ),
     "f1_macro": Metric(
-        True, "f1_macro", lambda y, p: float(f1_score(y, p.values, average="macro"))
+        True,
+        "f1_macro",
+        lambda y, p: float(f1_score(y, p.values, average="macro", zero_division=0)),
     ),
     "log_loss": Metric(
         False, "neg_log_loss", lambda y, p: float(log_loss(y, p.proba, labels=p.classes))
@@ -159,11 +164,78 @@ def prediction_counts(predictions: Predictions, reference: dict) -> dict[str, in
 
 
 def score(y: np.ndarray, predictions: Predictions) -> dict[str, float]:
-    return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
+    """Every metric; one that `undefined` names is NaN here, reported as undefined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # `undefined` says why
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        return {name: metric.compute(y, predictions) for name, metric in METRICS.items()}
 
 
 def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
     return Predictions(predictions.values[index], predictions.proba[index], predictions.classes)
+
+
+# Stage 5's contract: evaluate.py calls these for every problem type.
+
+
+def held_out(model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Truth and both models' predictions on the labelled rows of `period`, or None if it
+    lacks the model's features or the target. Rows are judged alone: `history` is unused."""
+    names = [f["name"] for f in model_bundle.metadata["features"]]
+    if not {*names, spec.name} <= set(period.columns):
+        return None
+    rows = period[period[spec.name].notna()]
+    y, X = rows[spec.name].to_numpy(), rows[names]
+    return y, predict(model_bundle.model, X), predict(model_bundle.baseline, X)
+
+
+def holdout_frame(holdout: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Recent labelled rows, as `held_out` takes them: unchanged."""
+    return holdout
+
+
+def resampling_block(spec: TargetSpec) -> int:
+    """How many consecutive test units the bootstrap draws together: rows are independent."""
+    return 1
+
+
+def test_facts(spec: TargetSpec, y: np.ndarray | None) -> dict:
+    """What the report records about the test set besides its size: nothing more here."""
+    return {}
+
+
+def describe_test(report: dict) -> list[str]:
+    """Markdown lines about the test set besides its size: none here."""
+    return []
+
+
+def too_small(y: np.ndarray, spec: TargetSpec, gate) -> str | None:
+    """Why the labelled test rows are too few for a verdict (`gate`: params.gate), or None."""
+    if len(y) < gate.min_test_rows:
+        return (
+            f"{len(y)} labelled test rows, the gate needs {gate.min_test_rows} "
+            "(gate.min_test_rows): add data or raise split.test_size"
+        )
+    return None
+
+
+def undefined(y: np.ndarray, predictions: Predictions) -> dict[str, str]:
+    """Metrics this sample cannot define, with the reason: reported so, never as NaN."""
+    absent = [str(c) for c in predictions.classes[~np.isin(predictions.classes, y)]]
+    return {"roc_auc": f"no row of class {', '.join(absent)}"} if absent else {}
+
+
+def evaluation_tables(y: np.ndarray, candidate: Predictions, baseline: Predictions) -> dict:
+    """Precision, recall, F1 and support per class for both models: a rare class the
+    candidate misses shows here, not only in the confusion matrix."""
+    frames = []
+    for model, p in (("baseline", baseline), ("candidate", candidate)):
+        columns = precision_recall_fscore_support(y, p.values, labels=p.classes, zero_division=0)
+        names = ("precision", "recall", "f1", "support")
+        table = pd.DataFrame(dict(zip(names, columns, strict=True)))
+        frames.append(table.assign(model=model, **{"class": p.classes.astype(str)}))
+    table = pd.concat(frames, ignore_index=True)
+    return {"Per class": table[["class", "model", "precision", "recall", "f1", "support"]]}
 
 
 def target_column(spec: TargetSpec):
@@ -187,12 +259,21 @@ def plot_target(ax, y: pd.Series) -> None:
     ax.set_ylabel("rows")
 
 
-def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -> list[Path]:
+def evaluation_figures(
+    y: np.ndarray,
+    candidate: Predictions,
+    baseline: Predictions,
+    history,
+    period,
+    spec,
+    out_dir: Path,
+) -> list[Path]:
+    """The candidate's figures on the test set (`history`, `period`, `spec` unused here)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ConfusionMatrixDisplay.from_predictions(
-        y, predictions.values, labels=predictions.classes, ax=ax, colorbar=False
+        y, candidate.values, labels=candidate.classes, ax=ax, colorbar=False
     )
     ax.set_title("Candidate on the test set")
     fig.tight_layout()

@@ -23,6 +23,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from .errors import DataError
+
 PROBLEM_TYPE = "forecasting"
 PREDICTION_METRIC_HELP = "Forecast steps by decile of the training forecasts."
 
@@ -289,6 +291,96 @@ def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
     return Predictions(predictions.values[index], predictions.scale)
 
 
+# Stage 5's contract: evaluate.py calls these for every problem type.
+
+
+def _continuous_series(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Dates, values and season positions of `history` followed by `period`, which must
+    continue it step by step."""
+    frame = pd.concat([history, period], ignore_index=True)
+    dates = pd.DatetimeIndex(frame[spec.timestamp])
+    if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
+        raise DataError(
+            f"the period from {period[spec.timestamp].iloc[0]} does not continue the history "
+            f"that ends {history[spec.timestamp].iloc[-1]} step by step"
+        )
+    positions = season_positions(dates, spec.frequency, spec.season_length)
+    return dates, frame[spec.name].to_numpy(float), positions
+
+
+def held_out(model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Actuals and both models' forecasts of `horizon` steps from every origin in `period`,
+    each from the true history before it (rolling origins), as in service: one row per
+    origin. None if the bundle forecasts another series or a shorter horizon."""
+    meta = model_bundle.metadata
+    if meta["target"] != spec.name or meta["features"][0]["horizon"] < spec.horizon:
+        return None
+    _, series, positions = _continuous_series(history, period, spec)
+    window = max(model_bundle.model.window_, model_bundle.baseline.window_)
+    origins = np.arange(max(len(history), window), len(series) - spec.horizon + 1)
+    if len(origins) == 0:
+        raise DataError(
+            f"{len(period)} steps after {len(history)} of history: too short for one "
+            f"{spec.horizon}-step forecast with {window} steps of history"
+        )
+    candidate, actuals = backtest(model_bundle.model, series, positions, origins, spec.horizon)
+    baseline, _ = backtest(model_bundle.baseline, series, positions, origins, spec.horizon)
+    return actuals, Predictions(candidate, meta["scale"]), Predictions(baseline, meta["scale"])
+
+
+def holdout_frame(holdout: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Recent steps after the data (timestamp and value columns) as a regular series."""
+    from .features import series_frame
+
+    return series_frame(holdout, spec)
+
+
+def resampling_block(spec: TargetSpec) -> int:
+    """How many consecutive forecast origins the bootstrap draws together: a horizon's
+    worth, since neighbouring origins share most of their target steps."""
+    return spec.horizon
+
+
+def test_facts(spec: TargetSpec, y: np.ndarray) -> dict:
+    """What the report records about the test period besides its length."""
+    return {"origins": len(y), "horizon": spec.horizon}
+
+
+def describe_test(report: dict) -> list[str]:
+    """Markdown lines about the test period: the rolling origins, and what the metrics mean."""
+    return [
+        f"The test period is the last {report['test_rows']} steps of the series. Both models "
+        f"forecast {report['horizon']} steps from each of its {report['origins']} origins, "
+        "from the true history before each origin; the intervals resample blocks of "
+        f"{report['horizon']} consecutive origins, which share most of their target steps.",
+        "All four metrics are errors: lower is better. MASE divides the MAE by the "
+        "seasonal-naive forecast's mean absolute error on the training series; sMAPE is in "
+        "percent.",
+    ]
+
+
+def too_small(y: np.ndarray, spec: TargetSpec, gate) -> str | None:
+    """Why the test period is too short for a verdict (`gate`: params.gate), or None."""
+    blocks = -(-len(y) // spec.horizon)
+    if blocks < gate.min_blocks:
+        return (
+            f"{len(y)} forecast origins make {blocks} blocks of {spec.horizon} steps, the gate "
+            f"needs {gate.min_blocks} (gate.min_blocks): use a longer series, a larger "
+            "split.test_size or a shorter horizon"
+        )
+    return None
+
+
+def undefined(y: np.ndarray, predictions: Predictions) -> dict[str, str]:
+    """Metrics this sample cannot define, with the reason: every error here is defined."""
+    return {}
+
+
+def evaluation_tables(y: np.ndarray, candidate: Predictions, baseline: Predictions) -> dict:
+    """Tables the evaluation report adds for this type: none (see the figures by step)."""
+    return {}
+
+
 def target_column(spec: TargetSpec):
     """The value's contract as a pandera column: numeric, within the configured range."""
     import pandera.pandas as pa
@@ -314,17 +406,27 @@ def prediction_reference(values: np.ndarray) -> dict:
 
 
 def evaluation_figures(
-    dates: pd.DatetimeIndex,
-    series: np.ndarray,
-    first_test: int,
-    forecasts: dict[str, np.ndarray],
-    actuals: np.ndarray,
+    y: np.ndarray,
+    candidate: Predictions,
+    baseline: Predictions,
+    history: pd.DataFrame,
+    period: pd.DataFrame,
+    spec: TargetSpec,
     out_dir: Path,
 ) -> list[Path]:
     """The test period with a forecast every horizon steps, and the error by step ahead."""
+    dates, series, _ = _continuous_series(history, period, spec)
+    first_test = len(series) - spec.horizon + 1 - len(y)  # the first origin
+    forecasts = {"candidate": candidate.values, "baseline": baseline.values}
+    return [
+        _forecasts_figure(dates, series, first_test, forecasts, spec.horizon, out_dir),
+        _error_by_step_figure(forecasts, y, out_dir),
+    ]
+
+
+def _forecasts_figure(dates, series, first_test, forecasts, horizon, out_dir: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    horizon = actuals.shape[1]
     fig, ax = plt.subplots(figsize=(9, 3.6))
     start = max(first_test - 4 * horizon, 0)
     ax.plot(dates[start:], series[start:], color="black", linewidth=1, label="actual")
@@ -338,10 +440,16 @@ def evaluation_figures(
     ax.set_title(f"Test period: a {horizon}-step forecast from every {horizon}th origin")
     ax.legend()
     fig.tight_layout()
-    paths = [out_dir / "forecasts.png"]
-    fig.savefig(paths[0], dpi=110)
+    fig.savefig(out_dir / "forecasts.png", dpi=110)
     plt.close(fig)
+    return out_dir / "forecasts.png"
 
+
+def _error_by_step_figure(forecasts: dict, actuals: np.ndarray, out_dir: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    horizon = actuals.shape[1]
+    colours = {"candidate": "tab:orange", "baseline": "tab:blue"}
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     steps = np.arange(1, horizon + 1)
     for name, values in forecasts.items():
@@ -357,7 +465,6 @@ def evaluation_figures(
     ax.set_title("Error by step ahead on the test period")
     ax.legend()
     fig.tight_layout()
-    paths.append(out_dir / "error_by_step.png")
-    fig.savefig(paths[1], dpi=110)
+    fig.savefig(out_dir / "error_by_step.png", dpi=110)
     plt.close(fig)
-    return paths
+    return out_dir / "error_by_step.png"

@@ -141,6 +141,60 @@ def subset(predictions: Predictions, index: np.ndarray) -> Predictions:
     return Predictions(predictions.values[index])
 
 
+# Stage 5's contract: evaluate.py calls these for every problem type.
+
+
+def held_out(model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Truth and both models' predictions on the labelled rows of `period`, or None if it
+    lacks the model's features or the target. Rows are judged alone: `history` is unused."""
+    names = [f["name"] for f in model_bundle.metadata["features"]]
+    if not {*names, spec.name} <= set(period.columns):
+        return None
+    rows = period[period[spec.name].notna()]
+    y, X = rows[spec.name].to_numpy(), rows[names]
+    return y, predict(model_bundle.model, X), predict(model_bundle.baseline, X)
+
+
+def holdout_frame(holdout: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Recent labelled rows, as `held_out` takes them: unchanged."""
+    return holdout
+
+
+def resampling_block(spec: TargetSpec) -> int:
+    """How many consecutive test units the bootstrap draws together: rows are independent."""
+    return 1
+
+
+def test_facts(spec: TargetSpec, y: np.ndarray | None) -> dict:
+    """What the report records about the test set besides its size: nothing more here."""
+    return {}
+
+
+def describe_test(report: dict) -> list[str]:
+    """Markdown lines about the test set besides its size: none here."""
+    return []
+
+
+def too_small(y: np.ndarray, spec: TargetSpec, gate) -> str | None:
+    """Why the labelled test rows are too few for a verdict (`gate`: params.gate), or None."""
+    if len(y) < gate.min_test_rows:
+        return (
+            f"{len(y)} labelled test rows, the gate needs {gate.min_test_rows} "
+            "(gate.min_test_rows): add data or raise split.test_size"
+        )
+    return None
+
+
+def undefined(y: np.ndarray, predictions: Predictions) -> dict[str, str]:
+    """Metrics this sample cannot define, with the reason: every metric here is defined."""
+    return {}
+
+
+def evaluation_tables(y: np.ndarray, candidate: Predictions, baseline: Predictions) -> dict:
+    """Tables the evaluation report adds for this type: none."""
+    return {}
+
+
 def target_column(spec: TargetSpec):
     """The target's contract as a pandera column: numeric, within the configured range."""
     import pandera.pandas as pa
@@ -169,7 +223,16 @@ def plot_target(ax, y: pd.Series) -> None:
     ax.set_ylabel("rows")
 
 
-def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -> list[Path]:
+def evaluation_figures(
+    y: np.ndarray,
+    candidate: Predictions,
+    baseline: Predictions,
+    history,
+    period,
+    spec,
+    out_dir: Path,
+) -> list[Path]:
+    """The candidate's figures on the test set (`history`, `period`, `spec` unused here)."""
     import matplotlib.pyplot as plt
 
     paths = []
@@ -179,7 +242,7 @@ def evaluation_figures(y: np.ndarray, predictions: Predictions, out_dir: Path) -
     ):
         fig, ax = plt.subplots(figsize=(5, 4.5))
         PredictionErrorDisplay.from_predictions(
-            y, predictions.values, kind=kind, ax=ax, scatter_kwargs={"alpha": 0.6}
+            y, candidate.values, kind=kind, ax=ax, scatter_kwargs={"alpha": 0.6}
         )
         ax.set_title("Candidate on the test set")
         fig.tight_layout()
