@@ -61,6 +61,11 @@ def feature(report: dict, name: str) -> dict:
     return next(r for r in report["features"] if r["name"] == name)
 
 
+def write_csv(path, frame: pd.DataFrame):
+    frame.to_csv(path, index=False)
+    return path
+
+
 def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
     """Send the rows to the service in a few requests; the service writes the log."""
     settings = Settings(models_dir=models, prediction_log_path=path)
@@ -275,3 +280,23 @@ def test_metrics_a_sample_cannot_define_are_undefined_with_a_reason(
     assert undefined, "one class: a ranking metric such as ROC AUC has no value"
     assert all("class" in result["metrics"][name]["undefined"] for name in undefined)
 {%- endif %}
+
+
+def test_the_dashboard_shows_not_enough_data_as_its_own_verdict(mixed_project, tmp_path, train):
+    reports = tmp_path / "reports"
+    settings = Settings(
+        models_dir=mixed_project.models,
+        reports_dir=reports,
+        prediction_log_path=tmp_path / "predictions.jsonl",
+    )
+    thresholds = load_params(mixed_project.params).monitoring
+    monitor.run(
+        mixed_project.models,
+        reports / "monitoring",
+        thresholds,
+        data_path=write_csv(tmp_path / "few.csv", draw(train, seed=9, rows=12)),
+    )
+    with TestClient(create_app(settings)) as client:
+        html = client.get("/dashboard").text
+    assert 'id="drift-status" class="badge warn">not enough data<' in html
+    assert "not enough data: 12 rows" in html
