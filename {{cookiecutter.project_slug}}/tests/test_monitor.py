@@ -115,7 +115,7 @@ def test_too_few_rows_are_not_enough_data_and_name_what_would_alarm(served, trai
     assert report["verdict"] == "not enough data"
     assert not report["drift"]
     assert feature(report, "band")["status"] == "warn"
-    line = drift_report.summary(report, monitor.WORDING, monitor.WIDEN)
+    line = drift_report.summary(report, monitor.WORDING)
     assert line.startswith(f"not enough data: 20 rows, alarms need {thresholds.min_rows}")
     assert "band" in line
 

@@ -48,7 +48,9 @@ def latest_drift(reports_dir: Path) -> dict | None:
     report = json.loads(path.read_text(encoding="utf-8"))
     if "verdict" not in report:  # written before the monitor had three verdicts
         enough = report.get("enough_rows", True)
-        report["verdict"] = "drift" if report["drift"] else "no drift" if enough else "not enough data"
+        report["verdict"] = (
+            "drift" if report["drift"] else "no drift" if enough else "not enough data"
+        )
     return report
 
 

@@ -522,10 +522,11 @@ def compare_columns(
     """Recent values of every referenced feature and the model's outputs against training.
 
     `columns` holds the recent values per feature name, missing ones included (their share
-    is the recent missing rate, unless `missing` gives it); `output_rows` is the sample
-    size behind the outputs (one per output unless given). Returns per-feature results with
+    is the recent missing rate, unless `missing` gives it); the first one's length is the
+    sample size judged against `min_rows`. `output_rows` is the sample size behind the
+    outputs (one per output unless given). Returns per-feature results with
     a status (ok, warn or drift) and the reasons, the output drift, and the verdict."""
-    rows = max((len(values) for values in columns.values()), default=0)
+    rows = len(next(iter(columns.values()), ()))  # the first feature's: the sample size
     enough = rows >= thresholds.min_rows
     features = [
         _compare_feature(name, ref, columns[name], reference["rows"], (missing or {}).get(name))

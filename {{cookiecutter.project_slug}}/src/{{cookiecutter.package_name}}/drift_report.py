@@ -46,6 +46,7 @@ class Wording:
         "word (text), training against recent."
     )
     every_figure: bool = False  # a figure for every check, not only those that are not ok
+    widen: str = "widen the window with --since/--last or wait for more traffic"
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -173,7 +174,7 @@ def add_performance(report: dict, result: dict, thresholds: MonitoringParams) ->
     report["drift"] = report["verdict"] == drift.DRIFT
 
 
-def summary(report: dict, wording: Wording, widen: str) -> str:
+def summary(report: dict, wording: Wording) -> str:
     """The verdict in one line: what drifted, or why there is not enough data to judge."""
     if report["verdict"] == drift.NOT_ENOUGH:
         t = report["thresholds"]
@@ -181,7 +182,7 @@ def summary(report: dict, wording: Wording, widen: str) -> str:
         hint = f"; already suspect: {', '.join(warned)}" if warned else ""
         return (
             f"not enough data: {report['rows']} {wording.unit}, alarms need {t['min_rows']} "
-            f"(monitoring.min_rows); {widen}{hint}"
+            f"(monitoring.min_rows); {wording.widen}{hint}"
         )
     parts = [
         f"{r['name']}: {'; '.join(r['reasons'])}"
@@ -370,6 +371,33 @@ def write(report: dict, reports_dir: Path, now: datetime, wording: Wording) -> N
     )
     level = logging.INFO if report["verdict"] == drift.NO_DRIFT else logging.WARNING
     log.log(level, "%s; wrote %s", report["summary"], reports_dir / f"{stamp}.md")
+
+
+def conclude(
+    served,
+    comparison: dict,
+    source: dict,
+    labelled: tuple | None,
+    thresholds: MonitoringParams,
+    reports_dir: Path,
+    wording: Wording,
+) -> dict:
+    """The report of one run: the comparison, performance on the labelled rows if any
+    (`labelled` is (y, predictions)), the verdict in one line; written to reports_dir."""
+    now = datetime.now(timezone.utc)
+    report = {
+        "created_at": now.isoformat(timespec="seconds"),
+        "model_version": served.version,
+        "source": {key: value for key, value in source.items() if key != "predictions"},
+        "predictions_source": source["predictions"],
+        **comparison,
+    }
+    evaluation = evaluation_of(served) if labelled is not None else None
+    if evaluation is not None:
+        add_performance(report, performance(*labelled, evaluation), thresholds)
+    report["summary"] = summary(report, wording)
+    write(report, reports_dir, now, wording)
+    return report
 
 
 def raise_verdict(report: dict) -> None:

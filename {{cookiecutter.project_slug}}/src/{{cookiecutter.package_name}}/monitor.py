@@ -14,9 +14,8 @@ with every problem type (`drift_report`).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,8 @@ from .drift_report import read_data
 from .errors import DataError
 from .predictor import to_frame
 
-log = logging.getLogger(__name__)
-
 DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
 WORDING = drift_report.Wording()
-WIDEN = "widen the window with --since/--last or wait for more traffic"
 
 __all__ = ["DEFAULT_LOG", "compare", "parse_record", "read_data", "read_log", "run"]
 
@@ -126,26 +122,17 @@ def run(
         frame, labels, source = _from_file(data_path, schema, served.metadata["target"], last)
     else:
         frame, outputs, source = _from_log(log_path, schema, served.version, last, since)
+    source["predictions"] = "the log"
     predictions = None
     if outputs is None:
         predictions = task.predict(served.model, frame)
         outputs = predictions.values.tolist()
-    now = datetime.now(timezone.utc)
-    report = {
-        "created_at": now.isoformat(timespec="seconds"),
-        "model_version": served.version,
-        "source": source,
-        "predictions_source": "the current model" if predictions is not None else "the log",
-        **compare(served.reference, frame, outputs, thresholds),
-    }
-    known = labels.notna().to_numpy() if labels is not None else np.zeros(0, dtype=bool)
-    evaluation = drift_report.evaluation_of(served) if known.any() else None
-    if evaluation is not None:
-        y = labels[known].to_numpy()
-        result = drift_report.performance(
-            y, task.subset(predictions, np.flatnonzero(known)), evaluation
-        )
-        drift_report.add_performance(report, result, thresholds)
-    report["summary"] = drift_report.summary(report, WORDING, WIDEN)
-    drift_report.write(report, reports_dir, now, WORDING)
-    return report
+        source["predictions"] = "the current model"
+    comparison = compare(served.reference, frame, outputs, thresholds)
+    labelled = None
+    if labels is not None and labels.notna().any():
+        known = labels.notna().to_numpy()
+        labelled = (labels[known].to_numpy(), task.subset(predictions, np.flatnonzero(known)))
+    return drift_report.conclude(
+        served, comparison, source, labelled, thresholds, reports_dir, WORDING
+    )

@@ -131,7 +131,7 @@ def test_too_few_values_are_not_enough_data(served, reference_window, thresholds
     assert report["verdict"] == "not enough data"
     assert not report["drift"]
     assert check_named(report, "level")["status"] == "warn"
-    line = drift_report.summary(report, monitor.WORDING, monitor.WIDEN)
+    line = drift_report.summary(report, monitor.WORDING)
     assert line.startswith(f"not enough data: {report['rows']} distinct values, alarms need")
 
 

@@ -23,8 +23,7 @@ shared with every problem type (`drift_report`).
 from __future__ import annotations
 
 import json
-import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,6 @@ from .errors import DataError
 from .features import FILLED, series_frame
 from .predictor import Predictor
 
-log = logging.getLogger(__name__)
-
 DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
 WORDING = drift_report.Wording(
     unit="distinct values",
@@ -50,8 +47,8 @@ WORDING = drift_report.Wording(
     performance_title="Forecast errors on {rows} steps with known actual values",
     figures="Shares per decile of the end of the training series, training against recent.",
     every_figure=True,
+    widen="widen the window with --since/--last, or pass a longer stretch with --data",
 )
-WIDEN = "widen the window with --since/--last, or pass a longer stretch of the series with --data"
 
 __all__ = ["DEFAULT_LOG", "compare", "parse_record", "read_data", "read_log", "run"]
 
@@ -203,14 +200,8 @@ def _from_log(served, log_path: Path, last: int | None, since: datetime | None):
     outputs = [point["value"] for r in records for point in r["forecast"]]
     actuals, realised = realised_errors(records, seen)
     predictions = task.Predictions(realised, served.metadata["scale"])
-    inputs = (recent, missing_rate, outputs, len(records))
-    return (
-        inputs,
-        predictions,
-        actuals,
-        drift_report.log_source(log_path, records),
-        (predictions_source),
-    )
+    source = drift_report.log_source(log_path, records) | {"predictions": predictions_source}
+    return (recent, missing_rate, outputs, len(records)), predictions, actuals, source
 
 
 def run(
@@ -232,23 +223,11 @@ def run(
     if data_path is not None:
         recent, missing_rate, predictions, actuals, source = _from_file(served, data_path, last)
         inputs = (recent, missing_rate, predictions.values.ravel(), len(predictions.values))
-        predictions_source = "the current model"
+        source["predictions"] = "the current model"
     else:
-        inputs, predictions, actuals, source, predictions_source = _from_log(
-            served, log_path, last, since
-        )
-    now = datetime.now(timezone.utc)
-    report = {
-        "created_at": now.isoformat(timespec="seconds"),
-        "model_version": served.version,
-        "source": source,
-        "predictions_source": predictions_source,
-        **compare(served.reference, *inputs, thresholds),
-    }
-    evaluation = drift_report.evaluation_of(served) if actuals.size else None
-    if evaluation is not None:
-        result = drift_report.performance(actuals, predictions, evaluation)
-        drift_report.add_performance(report, result, thresholds)
-    report["summary"] = drift_report.summary(report, WORDING, WIDEN)
-    drift_report.write(report, reports_dir, now, WORDING)
-    return report
+        inputs, predictions, actuals, source = _from_log(served, log_path, last, since)
+    comparison = compare(served.reference, *inputs, thresholds)
+    labelled = (actuals, predictions) if actuals.size else None
+    return drift_report.conclude(
+        served, comparison, source, labelled, thresholds, reports_dir, WORDING
+    )
