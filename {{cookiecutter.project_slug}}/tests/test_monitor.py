@@ -10,7 +10,7 @@ import pytest
 from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor, task
+from {{ cookiecutter.package_name }} import bundle, drift_report, monitor, task
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
@@ -73,11 +73,6 @@ def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
         for chunk in np.array_split(np.arange(len(frame)), requests):
             body = {"instances": as_rows(frame.iloc[chunk])}
             assert client.post("/v1/predict", json=body).status_code == 200
-
-
-def test_psi_is_zero_for_equal_shares_and_large_for_a_new_bucket():
-    assert drift.psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0
-    assert drift.psi([0.5, 0.5, 0.0], [0.35, 0.35, 0.3]) > 1
 
 
 def test_samples_of_the_training_distribution_raise_no_alarm(served, train, thresholds):
