@@ -118,8 +118,10 @@ def _metric(name: str, y: np.ndarray, predictions, reference) -> dict:
     reference = drift.finite(reference)
     entry = {"reference": reference, "recent": value}
     entry["change"] = None if reference is None or value is None else value - reference
+    notes = problem or "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
+    if value is not None and notes:
+        entry["note"] = notes  # a value with a caveat, e.g. recall without any positive row
     if value is None:
-        notes = problem or "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
         present = len(np.unique(y.astype(str))) if y.ndim == 1 else None
         entry["undefined"] = notes or f"not defined on these {len(y)} rows"
         if present is not None and hasattr(predictions, "classes"):
@@ -289,8 +291,10 @@ def _performance_lines(result: dict, wording: Wording) -> list[str]:
     ).to_markdown(index=False, disable_numparse=True)
     undefined = [
         f"- {name} is undefined: {_cell(m['undefined'])}."
-        for name, m in result["metrics"].items()
         if "undefined" in m
+        else f"- {name}: {_cell(m['note'])}"
+        for name, m in result["metrics"].items()
+        if "undefined" in m or "note" in m
     ]
     primary = result["primary"]
     why = f": {_cell('; '.join(result['reasons']))}" if result["reasons"] else "."
