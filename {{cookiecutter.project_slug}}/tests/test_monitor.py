@@ -1,17 +1,19 @@
 import json
 import shutil
 import sys
+import warnings
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, monitor, task
+from {{ cookiecutter.package_name }} import bundle, drift_report, monitor, task
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import read_processed
 
@@ -59,6 +61,11 @@ def feature(report: dict, name: str) -> dict:
     return next(r for r in report["features"] if r["name"] == name)
 
 
+def write_csv(path, frame: pd.DataFrame):
+    frame.to_csv(path, index=False)
+    return path
+
+
 def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
     """Send the rows to the service in a few requests; the service writes the log."""
     settings = Settings(models_dir=models, prediction_log_path=path)
@@ -66,11 +73,6 @@ def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
         for chunk in np.array_split(np.arange(len(frame)), requests):
             body = {"instances": as_rows(frame.iloc[chunk])}
             assert client.post("/v1/predict", json=body).status_code == 200
-
-
-def test_psi_is_zero_for_equal_shares_and_large_for_a_new_bucket():
-    assert monitor.psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0
-    assert monitor.psi([0.5, 0.5, 0.0], [0.35, 0.35, 0.3]) > 1
 
 
 def test_samples_of_the_training_distribution_raise_no_alarm(served, train, thresholds):
@@ -100,13 +102,42 @@ def test_a_new_category_is_named(served, train, thresholds):
     assert feature(report, "band")["unseen_examples"] == ["brand-new line"]
 
 
-def test_too_few_rows_warn_but_do_not_alarm(served, train, thresholds):
+def test_too_few_rows_are_not_enough_data_and_name_what_would_alarm(served, train, thresholds):
     recent = draw(train, seed=2, rows=20)
     recent["band"] = "brand-new line"
     report = check(served, recent, thresholds)
     assert not report["enough_rows"]
+    assert report["verdict"] == "not enough data"
     assert not report["drift"]
     assert feature(report, "band")["status"] == "warn"
+    line = drift_report.summary(report, monitor.WORDING)
+    assert line.startswith(f"not enough data: 20 rows, alarms need {thresholds.min_rows}")
+    assert "band" in line
+
+
+def test_dates_outside_the_training_range_are_named(served, train, thresholds):
+    recent = draw(train, seed=7)
+    dates = pd.to_datetime(recent["seen_on"]) + pd.DateOffset(years=20)
+    recent["seen_on"] = dates.dt.strftime("%Y-%m-%d")
+    report = check(served, recent, thresholds)
+    assert "seen_on" in report["drifted"]
+    result = feature(report, "seen_on")
+    assert result["outside_share"] == pytest.approx(1.0)
+    assert any("outside the training range" in reason for reason in result["reasons"])
+
+
+def test_dates_crowding_into_one_month_drift_by_psi(served, train, thresholds):
+    recent = draw(train, seed=8)
+    dates = pd.to_datetime(recent["seen_on"])
+    recent["seen_on"] = dates.map(lambda d: d.replace(month=1, day=min(d.day, 28))).dt.strftime(
+        "%Y-%m-%d"
+    )
+    report = check(served, recent, thresholds)
+    result = feature(report, "seen_on")
+    assert result["outside_share"] < thresholds.max_outside_share  # still inside the range
+    assert result["status"] == "drift"
+    assert result["psi_part"] == "month"
+    assert result["distribution"]["recent"][0] == pytest.approx(1.0)
 
 
 def test_labels_with_a_broken_relationship_report_a_performance_drop(
@@ -156,8 +187,8 @@ def exit_code(monkeypatch, *args: str) -> int:
     return exit_info.value.code
 
 
-def test_the_cli_exits_0_without_drift_1_with_drift_and_2_on_errors(
-    served, train, mixed_project, tmp_path, monkeypatch
+def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough_data(
+    served, train, mixed_project, tmp_path, monkeypatch, capsys
 ):
     root = tmp_path / "project"
     shutil.copytree(mixed_project.root, root)
@@ -166,12 +197,101 @@ def test_the_cli_exits_0_without_drift_1_with_drift_and_2_on_errors(
     shifted[numeric_feature(served)] *= 3
     write_log(root / "logs" / "shifted.jsonl", root / "models", shifted, requests=4)
 
+    write_log(root / "logs" / "few.jsonl", root / "models", draw(train, 7, rows=10), requests=2)
+
     assert exit_code(monkeypatch, "monitor", "--root", str(root)) == 0
+    capsys.readouterr()
+    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("cannot tell: not enough data: 10 rows, alarms need ")
+    assert "--since/--last" in line
+    few = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
+    assert few["verdict"] == "not enough data"
+    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
     assert (
         exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     )
-    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
     latest = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["source"]["requests"] == 4
     assert latest["predictions_source"] == "the log"
     assert numeric_feature(served) in latest["drifted"]
+
+
+@pytest.fixture(scope="module")
+def decimal_project(mixed_project, tmp_path_factory) -> Paths:
+    """The mixed project's source plus a column of long decimals that repeat (log ratios, as
+    in count data), trained; a random half of its source is then judged (min_rows 50)."""
+    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+
+    root = tmp_path_factory.mktemp("decimals")
+    shutil.copytree(mixed_project.root / "configs", root / "configs")
+    source = pd.read_csv(mixed_project.root / "data" / "external" / "mixed.csv")
+    source["log_ratio"] = np.log(np.random.default_rng(1).integers(1, 6, len(source)) / 7)
+    (root / "data" / "external").mkdir(parents=True)
+    source.to_csv(root / "data" / "external" / "mixed.csv", index=False)
+    paths = Paths(root)
+    edit_yaml(paths.params, monitoring__min_rows=50)
+    problem, params = load_problem(paths.problem), quick(load_params(paths.params))
+    data.collect(problem, paths.raw, paths.root)
+    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    train.run(paths.processed, paths.models, problem, params)
+    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    return paths
+
+
+def test_a_random_half_of_the_training_source_is_no_drift(decimal_project, monkeypatch):
+    """The reference is built as live data is read: no false alarm on repeated long decimals."""
+    source = pd.read_csv(decimal_project.root / "data" / "external" / "mixed.csv")
+    assert source["log_ratio"].round(6).ne(source["log_ratio"]).all()
+    for seed in range(3):
+        half = source.sample(frac=0.5, random_state=seed)
+        half.to_csv(decimal_project.root / "half.csv", index=False)
+        args = ("monitor", "--root", str(decimal_project.root), "--data", "half.csv")
+        assert exit_code(monkeypatch, *args) == 0, f"seed {seed}"
+        latest = decimal_project.reports / "monitoring" / "latest.json"
+        report = json.loads(latest.read_text())
+        assert report["verdict"] == "no drift"
+        assert feature(report, "log_ratio")["ks_statistic"] < 0.1
+
+
+def test_metrics_a_sample_cannot_define_are_undefined_with_a_reason(
+    served, mixed_project, thresholds
+):
+    """Labelled rows that all hold one target value: no NaN, no library warning."""
+    target = served.metadata["target"]
+    rows = read_processed(mixed_project.processed)[0]
+    single = rows[rows[target] == rows[target].mode()[0]].head(60)
+    frame = monitor.recent_frame(as_rows(single.drop(columns=target)), served.metadata["features"])
+    evaluation = json.loads((served.path / "evaluation.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        result = drift_report.performance(
+            single[target].to_numpy(), task.predict(served.model, frame), evaluation
+        )
+    for name, metric in result["metrics"].items():
+        assert metric["recent"] is not None or metric["undefined"], name
+{%- if cookiecutter.problem_type == "classification" %}
+    undefined = [name for name, metric in result["metrics"].items() if "undefined" in metric]
+    assert "roc_auc" in undefined, "one class: ROC AUC has no value"
+    assert all("class" in result["metrics"][name]["undefined"] for name in undefined)
+{%- endif %}
+
+
+def test_the_dashboard_shows_not_enough_data_as_its_own_verdict(mixed_project, tmp_path, train):
+    reports = tmp_path / "reports"
+    settings = Settings(
+        models_dir=mixed_project.models,
+        reports_dir=reports,
+        prediction_log_path=tmp_path / "predictions.jsonl",
+    )
+    thresholds = load_params(mixed_project.params).monitoring
+    monitor.run(
+        mixed_project.models,
+        reports / "monitoring",
+        thresholds,
+        data_path=write_csv(tmp_path / "few.csv", draw(train, seed=9, rows=12)),
+    )
+    with TestClient(create_app(settings)) as client:
+        html = client.get("/dashboard").text
+    assert 'id="drift-status" class="badge warn">not enough data<' in html
+    assert "not enough data: 12 rows" in html

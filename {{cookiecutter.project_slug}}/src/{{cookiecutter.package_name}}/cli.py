@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from . import data, eda, evaluate, features, monitor, registry, tables, train
+from . import data, drift_report, eda, evaluate, features, monitor, registry, tables, train
 from .config import Paths, load_params, load_problem
-from .errors import DriftDetected, ProjectError, exit_code
+from .errors import ProjectError, exit_code
 
 app = typer.Typer(
     help="The ML workflow, stage by stage: from collect to evaluate, then monitor and retrain.",
@@ -117,7 +117,9 @@ def monitor_command(
         None, "--since", help="Only log records from this ISO time on (UTC without an offset)."
     ),
 ) -> None:
-    """Stage 7: compare recent inputs and predictions with the training data; exit 1 on drift."""
+    """Stage 7: compare recent inputs and predictions with the training data.
+
+    Exits 0 for no drift, 1 for drift, 2 on an error, 3 when there is not enough data."""
     paths, _, params = _context(root)
     try:
         start = datetime.fromisoformat(since) if since else None
@@ -132,8 +134,7 @@ def monitor_command(
         last=last,
         since=start,
     )
-    if report["drift"]:
-        raise DriftDetected(report["summary"])
+    drift_report.raise_verdict(report)  # exit 1 on drift, 3 on not enough data
 
 
 @app.command()

@@ -156,6 +156,7 @@ class MonitoringParams(_Strict):
     alpha: float = Field(0.01, gt=0, lt=1)
     ks_min_statistic: float = Field(0.1, gt=0, le=1)
     max_unseen_share: float = Field(0.05, ge=0, le=1)
+    max_outside_share: float = Field(0.05, ge=0, le=1)
     max_missing_change: float = Field(0.1, ge=0, le=1)
     max_oov_change: float = Field(0.1, ge=0, le=1)
     max_metric_drop: float = Field(0.1, ge=0)

@@ -18,6 +18,7 @@ _templates = Environment(
     loader=PackageLoader(__package__, "templates"), autoescape=select_autoescape(["html"])
 )
 ALERTS = ("Drift alarm", "Evaluation gate failure", "Service not ready", "High latency")
+BADGES = {"drift": "drift", "no drift": "ok", "not enough data": "warn"}  # verdict: CSS class
 
 
 def _samples(metric) -> list:
@@ -40,8 +41,17 @@ def traffic(metrics) -> dict:
 
 
 def latest_drift(reports_dir: Path) -> dict | None:
+    """The latest drift report, with its verdict: drift, no drift or not enough data."""
     path = reports_dir / "monitoring" / "latest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    if "verdict" not in report:  # written before the monitor had three verdicts
+        enough = report.get("enough_rows", True)
+        report["verdict"] = (
+            "drift" if report["drift"] else "no drift" if enough else "not enough data"
+        )
+    return report
 
 
 def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
@@ -70,6 +80,7 @@ def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
         traffic=traffic(metrics),
         history=list(reversed(registry.history(models_dir)))[:20],
         alerts=ALERTS,
+        badges=BADGES,
     )
 
 

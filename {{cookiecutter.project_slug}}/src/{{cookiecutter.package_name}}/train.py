@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -15,16 +14,13 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedGroupKFold
 
-from . import bundle, task
+from . import bundle, drift, task
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
 from .errors import CannotTell, ConfigError
-from .features import TRAIN_FILE, model_pipeline, parse_dates, read_processed, tokenize
+from .features import TRAIN_FILE, model_pipeline, parse_dates, read_processed
 
 log = logging.getLogger(__name__)
-
-MAX_VOCABULARY = 20_000  # text: the most frequent training words kept to measure OOV rates
-TOP_TERMS = 30  # text: the words whose shares are compared for drift
 
 
 @dataclass
@@ -127,65 +123,6 @@ def feature_schema(X: pd.DataFrame, features: dict[str, FeatureKind]) -> list[di
     return schema
 
 
-def reference_statistics(X: pd.DataFrame, features: dict[str, FeatureKind], predictions) -> dict:
-    """Training distributions of inputs and outputs, the yardstick for drift monitoring."""
-    stats = {}
-    for name, kind in features.items():
-        column = X[name]
-        entry = {"kind": kind, "missing_rate": float(column.isna().mean())}
-        if kind == "numeric":
-            entry.update(deciles(column.dropna().astype(float)))
-        elif kind == "text":
-            entry.update(text_reference(column.dropna().astype(str)))
-        elif kind == "categorical":
-            shares = column.dropna().astype(str).value_counts(normalize=True)
-            entry["shares"] = {str(k): float(v) for k, v in shares.items()}
-        stats[name] = entry
-    return {
-        "rows": len(X),
-        "features": stats,
-        "predictions": task.prediction_reference(predictions),
-    }
-
-
-def deciles(values: pd.Series) -> dict:
-    """Mean, spread, decile bins with their shares, and a sample, for PSI and KS tests."""
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
-    counts, _ = np.histogram(values, bins=edges)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "edges": edges.tolist(),
-        "shares": (counts / max(counts.sum(), 1)).tolist(),
-        "sample": values.sample(min(len(values), 500), random_state=0).round(6).tolist(),
-    }
-
-
-def _vocabulary(documents: list[list[str]]) -> list[str]:
-    counts = Counter(word for words in documents for word in words)
-    return [word for word, _ in counts.most_common(MAX_VOCABULARY)]
-
-
-def text_reference(texts: pd.Series) -> dict:
-    """Length in words, the vocabulary, the top words' shares, and the expected OOV rate.
-
-    New texts always hold some words that training never saw (names, typos). The expected
-    rate is measured honestly: words of the second half of the training texts missing from
-    the vocabulary of the first half. Drift is a rise well above it."""
-    documents = [tokenize(text) for text in texts]
-    half = len(documents) // 2
-    known = set(_vocabulary(documents[:half]))
-    held_out = [word for words in documents[half:] for word in words]
-    counts = Counter(word for words in documents for word in words)
-    total = max(sum(counts.values()), 1)
-    return {
-        "length": deciles(pd.Series([len(words) for words in documents], dtype=float)),
-        "vocabulary": _vocabulary(documents),
-        "oov_rate": sum(word not in known for word in held_out) / max(len(held_out), 1),
-        "terms": {word: count / total for word, count in counts.most_common(TOP_TERMS)},
-    }
-
-
 def export_onnx(pipeline) -> bytes | None:
     """The fitted estimator (after preprocessing) as ONNX for fast serving, if it converts."""
     from skl2onnx import to_onnx
@@ -224,7 +161,8 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "cv": result.cv,
         "library_versions": _versions(),
     }
-    reference = reference_statistics(X, features, task.predict(result.model, X))
+    outputs = task.prediction_reference(task.predict(result.model, X))
+    reference = drift.reference_statistics(X, features, outputs)
     if "text" in features.values():
         # TF-IDF has no compiled fast path: the service runs the scikit-learn pipeline.
         log.info("text features: the service will predict with the scikit-learn pipeline")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, monitor
+from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
@@ -77,9 +77,20 @@ def check_named(report: dict, name: str) -> dict:
     return next(r for r in report["features"] if r["name"] == name)
 
 
-def test_psi_is_zero_for_equal_shares_and_large_for_a_new_bucket():
-    assert monitor.psi([0.5, 0.5], [0.5, 0.5]) == pytest.approx(0.0)
-    assert monitor.psi([0.5, 0.5, 0.0], [0.4, 0.4, 0.2]) > 0.2
+def test_the_reference_keeps_the_training_values_as_they_are(served, reference_window):
+    """Nothing is rounded on one side only: the KS sample holds the training values exactly."""
+    values = set(reference_window[served.metadata["target"]].astype(float))
+    assert set(served.reference["features"]["level"]["sample"]) <= values
+
+
+def test_half_of_a_series_of_repeated_long_decimals_is_no_drift():
+    rng = np.random.default_rng(0)
+    values = pd.Series(np.log(rng.integers(1, 6, 600) / 7))
+    reference = json.loads(json.dumps(drift.feature_reference("series", values)))
+    for seed in range(3):
+        half = values.sample(frac=0.5, random_state=seed)
+        result = drift.CHECKS["series"].compare(reference, half, len(values))
+        assert result["ks_statistic"] < 0.1, seed
 
 
 def test_histories_from_the_training_series_raise_no_alarm(served, reference_window, thresholds):
@@ -107,13 +118,16 @@ def test_missing_steps_in_the_histories_are_named(served, reference_window, thre
     assert any("missing rate" in reason for reason in check_named(report, "level")["reasons"])
 
 
-def test_too_few_values_warn_but_do_not_alarm(served, reference_window, thresholds):
+def test_too_few_values_are_not_enough_data(served, reference_window, thresholds):
     name = served.metadata["target"]
     shifted = reference_window.assign(**{name: reference_window[name] * 1.4})
     report = check(served, bodies(shifted, served, seed=3, requests=1), thresholds)
     assert not report["enough_rows"]
+    assert report["verdict"] == "not enough data"
     assert not report["drift"]
     assert check_named(report, "level")["status"] == "warn"
+    line = drift_report.summary(report, monitor.WORDING)
+    assert line.startswith(f"not enough data: {report['rows']} distinct values, alarms need")
 
 
 def test_actual_values_in_a_file_check_the_forecast_errors(trained_project, tmp_path, thresholds):
@@ -194,8 +208,8 @@ def exit_code(monkeypatch, *args: str) -> int:
     return exit_info.value.code
 
 
-def test_the_cli_exits_0_without_drift_1_with_drift_and_2_on_errors(
-    served, reference_window, trained_project, tmp_path, monkeypatch
+def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough_data(
+    served, reference_window, trained_project, tmp_path, monkeypatch, capsys
 ):
     root = tmp_path / "project"
     shutil.copytree(trained_project.root, root)
@@ -205,8 +219,13 @@ def test_the_cli_exits_0_without_drift_1_with_drift_and_2_on_errors(
     name = served.metadata["target"]
     shifted = reference_window.assign(**{name: reference_window[name] + 50})
     write_log(root / "logs" / "shifted.jsonl", root / "models", bodies(shifted, served, 6))
+    write_log(root / "logs" / "few.jsonl", root / "models", bodies(shifted, served, 8, requests=1))
 
     assert exit_code(monkeypatch, "monitor", "--root", str(root)) == 0
+    capsys.readouterr()
+    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("cannot tell: not enough data: ")
     assert (
         exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     )

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+from . import drift
 from .errors import DataError
 
 PROBLEM_TYPE = "forecasting"
@@ -395,14 +396,23 @@ def target_column(spec: TargetSpec):
 
 def prediction_reference(values: np.ndarray) -> dict:
     """Decile edges and shares of forecasts on training data, for prediction-drift checks."""
-    values = np.asarray(values, dtype=float).ravel()
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
-    counts, _ = np.histogram(values, bins=edges)
-    return {
-        "kind": "value_bins",
-        "edges": edges.tolist(),
-        "shares": (counts / counts.sum()).tolist(),
-    }
+    return {"kind": "value_bins", **drift.value_bins(np.asarray(values, dtype=float).ravel())}
+
+
+def _series_rule(thresholds: dict) -> str:
+    return (
+        f"The level or the changes drift when the KS p-value, Bonferroni-corrected, is below "
+        f"{thresholds['alpha']:g} and the KS distance is at least "
+        f"{thresholds['ks_min_statistic']:g}."
+    )
+
+
+# The series checks: the level of the values and their step-to-step changes compare like
+# numbers (PSI over deciles, KS); their missing rate is the share of missing steps.
+drift.register(
+    "series",
+    drift.Check(drift.numeric_reference, drift.numeric_drift, drift.ks_reasons, _series_rule),
+)
 
 
 def evaluation_figures(

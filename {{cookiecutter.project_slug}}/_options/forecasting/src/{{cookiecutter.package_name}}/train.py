@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from . import bundle, task
+from . import bundle, drift, task
 from .config import Params, ProblemConfig
 from .data import sha256_file
 from .errors import ConfigError, DataError
@@ -52,19 +52,9 @@ def cross_validate(
     }
 
 
-def _distribution(values: np.ndarray) -> dict:
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, 11)))
-    counts, _ = np.histogram(values, bins=edges)
-    return {
-        "kind": "numeric",
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "edges": edges.tolist(),
-        "shares": (counts / max(counts.sum(), 1)).tolist(),
-        "sample": np.random.default_rng(0)
-        .choice(values, min(len(values), 500), replace=False)
-        .round(6)
-        .tolist(),
+def _series_reference(values: np.ndarray, missing: float) -> dict:
+    return drift.feature_reference("series", pd.Series(values, dtype=float)) | {
+        "missing_rate": missing
     }
 
 
@@ -81,8 +71,8 @@ def reference_statistics(model, train: pd.DataFrame, spec: task.TargetSpec, step
     return {
         "rows": steps,
         "features": {
-            "level": {**_distribution(recent), "missing_rate": missing},
-            "change": {**_distribution(np.diff(recent)), "missing_rate": missing},
+            "level": _series_reference(recent, missing),
+            "change": _series_reference(np.diff(recent), missing),
         },
         "predictions": task.prediction_reference(forecasts),
     }

@@ -21,6 +21,8 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from . import drift
+
 PROBLEM_TYPE = "regression"
 PREDICTION_METRIC_HELP = "Predicted rows by decile of the training predictions."
 
@@ -209,13 +211,7 @@ def target_column(spec: TargetSpec):
 
 def prediction_reference(predictions: Predictions) -> dict:
     """Decile edges and shares of training predictions, for prediction-drift checks."""
-    edges = np.unique(np.quantile(predictions.values, np.linspace(0, 1, 11)))
-    counts, _ = np.histogram(predictions.values, bins=edges)
-    return {
-        "kind": "value_bins",
-        "edges": edges.tolist(),
-        "shares": (counts / counts.sum()).tolist(),
-    }
+    return {"kind": "value_bins", **drift.value_bins(np.asarray(predictions.values, dtype=float))}
 
 
 def plot_target(ax, y: pd.Series) -> None:

@@ -1,0 +1,421 @@
+"""Stage 7, shared by every problem type: recent data in, a drift report and a verdict out.
+
+Reads the service's prediction log or a file of recent rows, scores labelled rows against
+the test-set evaluation, and writes the report (JSON for machines, Markdown and figures for
+people). The checks themselves are in `drift`; what a type reads from its log is in
+`monitor`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import drift, task
+from .config import MonitoringParams
+from .data import write_json
+from .errors import CannotTell, DataError, DriftDetected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a type names the parts of its report."""
+
+    unit: str = "rows"  # what `rows` counts
+    features: str = "Features"
+    feature: str = "feature"
+    missing: str = "missing (train → recent)"
+    outputs: str = "predictions"
+    performance: str = "performance"
+    performance_title: str = "Performance on {rows} labelled rows"
+    figures: str = (
+        "Shares per training decile (numeric), category, month or weekday (dates), or top "
+        "word (text), training against recent."
+    )
+    every_figure: bool = False  # a figure for every check, not only those that are not ok
+    widen: str = "widen the window with --since/--last or wait for more traffic"
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def read_log(
+    path: Path, parse: Callable[[str], dict], last: int | None = None, since: datetime | None = None
+) -> list[dict]:
+    """Records of the service's prediction log, optionally the last N or those since a time.
+
+    `parse` turns one line into a record with at least its "time"."""
+    if not path.exists():
+        raise DataError(
+            f"{path}: no prediction log; serve the model (`make serve`) or pass --data FILE"
+        )
+    records: deque[dict] = deque(maxlen=last)
+    skipped = 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                record = parse(line)
+            except (ValueError, KeyError, TypeError):
+                skipped += 1  # e.g. a line cut short while the service was writing it
+                continue
+            if since is None or record["time"] >= as_utc(since):
+                records.append(record)
+    if skipped:
+        log.warning("%s: skipped %d unreadable lines", path, skipped)
+    if not records:
+        window = f" since {since.isoformat()}" if since else ""
+        raise DataError(f"{path}: no prediction records{window}")
+    return list(records)
+
+
+def log_source(path: Path, records: list[dict]) -> dict:
+    first, final = (r["time"].isoformat(timespec="seconds") for r in (records[0], records[-1]))
+    description = f"{len(records)} requests, {first} to {final}"
+    return {"kind": "log", "path": str(path), "description": description} | {
+        "requests": len(records),
+        "first": first,
+        "last": final,
+    }
+
+
+def read_data(path: Path) -> pd.DataFrame:
+    """Recent rows from a CSV or Parquet file; with the target column for performance."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    raise DataError(f"{path}: unsupported file type {suffix!r}; valid choices: .csv, .parquet")
+
+
+def _metric(name: str, y: np.ndarray, predictions, reference) -> dict:
+    """One metric on the recent rows; "undefined" with the reason where it has no value."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # kept out of the console: the report says why
+        try:
+            value = drift.finite(task.METRICS[name].compute(y, predictions))
+            problem = None
+        except ValueError as exc:
+            value, problem = None, str(exc)
+    reference = drift.finite(reference)
+    entry = {"reference": reference, "recent": value}
+    entry["change"] = None if reference is None or value is None else value - reference
+    notes = problem or "; ".join(dict.fromkeys(str(w.message).strip() for w in caught))
+    if value is not None and notes:
+        entry["note"] = notes  # a value with a caveat, e.g. recall without any positive row
+    if value is None:
+        present = len(np.unique(y.astype(str))) if y.ndim == 1 else None
+        entry["undefined"] = notes or f"not defined on these {len(y)} rows"
+        if present is not None and hasattr(predictions, "classes"):
+            entry["undefined"] += f" ({present} of {len(predictions.classes)} classes present)"
+    return entry
+
+
+def performance(y: np.ndarray, predictions, evaluation: dict) -> dict:
+    """Every metric on the labelled recent rows against the test-set evaluation."""
+    metrics = {
+        name: _metric(name, y, predictions, evaluation["candidate"].get(name))
+        for name in task.METRICS
+    }
+    primary = evaluation["primary"]
+    name = primary["metric"]
+    reference, recent = metrics[name]["reference"], metrics[name]["recent"]
+    drop = None
+    if reference is not None and recent is not None:
+        worse = (reference - recent) if primary["greater_is_better"] else (recent - reference)
+        drop = worse / (abs(reference) or 1.0)
+    return {
+        "rows": int(y.size),
+        "metrics": metrics,
+        "primary": {
+            "metric": name,
+            "greater_is_better": primary["greater_is_better"],
+            "reference": reference,
+            "recent": recent,
+            "relative_drop": drop,
+        },
+    }
+
+
+def add_performance(report: dict, result: dict, thresholds: MonitoringParams) -> None:
+    """Attach a performance result; alarm when the primary metric drops too far.
+
+    Its status is undefined when the primary metric has no value on these rows."""
+    drop = result["primary"]["relative_drop"]
+    enough = result["rows"] >= thresholds.min_rows
+    result["reasons"] = []
+    if drop is not None and drop > thresholds.max_metric_drop:
+        primary = result["primary"]
+        result["reasons"].append(
+            f"{primary['metric']} {primary['reference']:.4f} → {primary['recent']:.4f} "
+            f"({drop:.0%} worse, more than {thresholds.max_metric_drop:.0%})"
+        )
+    result["status"] = drift.status(result["reasons"], {}, enough, thresholds)
+    if result["primary"]["recent"] is None:
+        result["status"] = "undefined"
+    report["performance"] = result
+    report["verdict"] = drift.verdict(report)
+    report["drift"] = report["verdict"] == drift.DRIFT
+
+
+def summary(report: dict, wording: Wording) -> str:
+    """The verdict in one line: what drifted, or why there is not enough data to judge."""
+    if report["verdict"] == drift.NOT_ENOUGH:
+        t = report["thresholds"]
+        warned = [r["name"] for r in report["features"] if r["status"] == "warn"]
+        hint = f"; already suspect: {', '.join(warned)}" if warned else ""
+        return (
+            f"not enough data: {report['rows']} {wording.unit}, alarms need {t['min_rows']} "
+            f"(monitoring.min_rows); {wording.widen}{hint}"
+        )
+    parts = [
+        f"{r['name']}: {'; '.join(r['reasons'])}"
+        for r in report["features"]
+        if r["status"] == "drift"
+    ]
+    if report["predictions"]["status"] == "drift":
+        parts.append(f"{wording.outputs}: {'; '.join(report['predictions']['reasons'])}")
+    if report["performance"] and report["performance"]["status"] == "drift":
+        parts.append(f"{wording.performance}: {'; '.join(report['performance']['reasons'])}")
+    return "drift in " + " | ".join(parts) if parts else "no drift"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "feature"
+
+
+def figures(report: dict, figures_dir: Path, stamp: str, wording: Wording):
+    """Training against recent shares for the checks not ok (or all), and for the outputs."""
+    import matplotlib.pyplot as plt
+
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    items = [
+        (f"{r['name']} ({r['status']})", r["name"], r["distribution"])
+        for r in report["features"]
+        if (wording.every_figure or r["status"] != "ok") and r.get("distribution")
+    ]
+    items.append((wording.outputs, wording.outputs, report["predictions"]["distribution"]))
+    written = []
+    for title, name, shares in items:
+        x = np.arange(len(shares["labels"]))
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        ax.bar(x - 0.2, shares["reference"], width=0.4, label="training", color="tab:blue")
+        ax.bar(x + 0.2, shares["recent"], width=0.4, label="recent", color="tab:orange")
+        ax.set_xticks(x, shares["labels"], rotation=40, ha="right", fontsize=7)
+        ax.set_ylabel("share of rows")
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        path = figures_dir / f"{stamp}-{_slug(name)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append((title, path))
+    return written
+
+
+def _fmt(value, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _unseen(result: dict) -> str:
+    for key in ("unseen_share", "oov_rate_recent", "outside_share"):
+        if result.get(key) is not None:
+            return format(result[key], ".1%")
+    return "—"
+
+
+def _feature_rows(report: dict, wording: Wording) -> str:
+    rows = [
+        {
+            wording.feature: _cell(r["name"]),
+            "kind": r["kind"],
+            "status": r["status"],
+            "PSI": _fmt(r.get("psi"), ".3f"),
+            "PSI p (adjusted)": _fmt(r.get("psi_pvalue_adjusted"), ".2g"),
+            "KS distance": _fmt(r.get("ks_statistic"), ".3f"),
+            "KS p (adjusted)": _fmt(r.get("ks_pvalue_adjusted"), ".2g"),
+            wording.missing: (
+                f"{r['missing_rate_reference']:.1%} → {r['missing_rate_recent']:.1%}"
+            ),
+            "unseen / outside": _unseen(r),
+            "why": _cell("; ".join(r["reasons"])),
+        }
+        for r in report["features"]
+    ]
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def _verdict_line(report: dict) -> str:
+    if report["verdict"] == drift.DRIFT:
+        return f"**DRIFT** (exit 1) — {_cell(report['summary'])}"
+    if report["verdict"] == drift.NOT_ENOUGH:
+        return (
+            f"**Not enough data** (exit 3) — {_cell(report['summary'])}. The numbers below "
+            "are for information only."
+        )
+    return "**No drift** (exit 0) past the thresholds in configs/params.yaml."
+
+
+def _performance_lines(result: dict, wording: Wording) -> list[str]:
+    def shown(metric: dict) -> str:
+        return "undefined" if "undefined" in metric else _fmt(metric["recent"], ".4f")
+
+    table = pd.DataFrame(
+        [
+            {"metric": name, "test set": _fmt(m["reference"], ".4f"), "recent": shown(m)}
+            | {"change": _fmt(m["change"], "+.4f")}
+            for name, m in result["metrics"].items()
+        ]
+    ).to_markdown(index=False, disable_numparse=True)
+    undefined = [
+        f"- {name} is undefined: {_cell(m['undefined'])}."
+        if "undefined" in m
+        else f"- {name}: {_cell(m['note'])}"
+        for name, m in result["metrics"].items()
+        if "undefined" in m or "note" in m
+    ]
+    primary = result["primary"]
+    why = f": {_cell('; '.join(result['reasons']))}" if result["reasons"] else "."
+    return [
+        f"## {wording.performance_title.format(rows=result['rows'])}",
+        "",
+        table,
+        "",
+        *undefined,
+        *([""] if undefined else []),
+        f"Primary metric {primary['metric']}: {_fmt(primary['reference'], '.4f')} on the "
+        f"test set, {_fmt(primary['recent'], '.4f')} now, **{result['status']}**{why}",
+        "",
+    ]
+
+
+def _rule_lines(report: dict, wording: Wording) -> list[str]:
+    t = report["thresholds"]
+    return [
+        "## Alarm rules (configs/params.yaml, `monitoring`)",
+        "",
+        f"- Below {t['min_rows']} recent {wording.unit} nothing alarms: the verdict is "
+        '"not enough data" (exit 3), and what would alarm shows as a warning.',
+        f"- A {wording.feature} or the {wording.outputs} drift at PSI ≥ {t['psi_alarm']:g} (a "
+        f"warning from {t['psi_warn']:g}), if sampling alone is unlikely to explain it: a "
+        f"chi-squared p below {t['alpha']:g} after a Bonferroni correction.",
+        *[f"- {rule}" for rule in drift.rules(report)],
+        f"- Any {wording.feature} drifts when its missing rate moves by more than "
+        f"{t['max_missing_change']:.0%} (absolute).",
+        f"- With known outcomes, {wording.performance} drifts when the primary metric is more "
+        f"than {t['max_metric_drop']:.0%} worse than on the test set.",
+        "",
+    ]
+
+
+def markdown(report: dict, figure_paths, reports_dir: Path, wording: Wording) -> str:
+    """The report for people: verdict, one row per check, outputs, performance, rules."""
+    source, prediction = report["source"], report["predictions"]
+    lines = [
+        f"# Drift report {report['created_at']}",
+        "",
+        f"Model `{report['model_version']}` against its training data. Recent data: "
+        f"{report['rows']} {wording.unit} from `{source['path']}` ({source['description']}).",
+        "",
+        f"Verdict: {_verdict_line(report)}",
+        "",
+        f"## {wording.features}",
+        "",
+        _feature_rows(report, wording),
+        "",
+        f"## {wording.outputs.capitalize()}",
+        "",
+        f"PSI of the {wording.outputs} ({prediction['kind']}, from "
+        f"{report['predictions_source']}): {prediction['psi']:.3f}, **{prediction['status']}**.",
+        "",
+    ]
+    if report["performance"] is not None:
+        lines += _performance_lines(report["performance"], wording)
+    lines += _rule_lines(report, wording)
+    lines += ["## Figures", "", wording.figures, ""]
+    lines += [
+        f"![{_cell(title)}]({path.relative_to(reports_dir).as_posix()})"
+        for title, path in figure_paths
+    ]
+    return "\n".join([*lines, ""])
+
+
+def write(report: dict, reports_dir: Path, now: datetime, wording: Wording) -> None:
+    """reports_dir/<UTC time>.json and .md, the figures, and latest.json, a copy of the JSON."""
+    stamp = f"{now:%Y%m%dT%H%M%SZ}"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    figure_paths = figures(report, reports_dir / "figures", stamp, wording)
+    report["figures"] = [path.relative_to(reports_dir).as_posix() for _, path in figure_paths]
+    write_json(reports_dir / f"{stamp}.json", report)
+    shutil.copyfile(reports_dir / f"{stamp}.json", reports_dir / "latest.json")
+    (reports_dir / f"{stamp}.md").write_text(
+        markdown(report, figure_paths, reports_dir, wording), encoding="utf-8"
+    )
+    level = logging.INFO if report["verdict"] == drift.NO_DRIFT else logging.WARNING
+    log.log(level, "%s; wrote %s", report["summary"], reports_dir / f"{stamp}.md")
+
+
+def conclude(
+    served,
+    comparison: dict,
+    source: dict,
+    labelled: tuple | None,
+    thresholds: MonitoringParams,
+    reports_dir: Path,
+    wording: Wording,
+) -> dict:
+    """The report of one run: the comparison, performance on the labelled rows if any
+    (`labelled` is (y, predictions)), the verdict in one line; written to reports_dir."""
+    now = datetime.now(timezone.utc)
+    report = {
+        "created_at": now.isoformat(timespec="seconds"),
+        "model_version": served.version,
+        "source": {key: value for key, value in source.items() if key != "predictions"},
+        "predictions_source": source["predictions"],
+        **comparison,
+    }
+    evaluation = evaluation_of(served) if labelled is not None else None
+    if evaluation is not None:
+        add_performance(report, performance(*labelled, evaluation), thresholds)
+    report["summary"] = summary(report, wording)
+    write(report, reports_dir, now, wording)
+    return report
+
+
+def raise_verdict(report: dict) -> None:
+    """Exit codes for the command line: DriftDetected (1), CannotTell (3), else 0."""
+    if report["verdict"] == drift.DRIFT:
+        raise DriftDetected(report["summary"])
+    if report["verdict"] == drift.NOT_ENOUGH:
+        raise CannotTell(report["summary"])
+
+
+def evaluation_of(served) -> dict | None:
+    """The served bundle's test-set evaluation, the yardstick for recent performance."""
+    path = served.path / "evaluation.json"
+    if not path.exists():
+        log.warning("%s missing: performance not checked", path)
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
