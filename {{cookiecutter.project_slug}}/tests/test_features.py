@@ -72,6 +72,8 @@ def test_cleaning_keeps_repeated_rows_unless_asked_and_counts_both_rules():
     assert (report.duplicates, report.duplicates_dropped, report.missing_target) == (2, 2, 1)
     assert list(dropped["x"]) == [1, 3]
     assert report.duplicate_share == pytest.approx(2 / 5)
+
+
 def test_a_high_cardinality_name_column_is_not_a_categorical_feature(problem, caplog):
     sample = with_name_and_code(task.SAMPLES[problem.source.name]())
     inferred = features.resolve_features(sample, problem)
