@@ -85,8 +85,9 @@ def test_roc_auc_without_a_row_of_some_class_is_undefined_with_the_reason():
     assert task.undefined(np.array(["a", "b", "c"]), predictions) == {}
 
 
-def test_cross_validation_with_fewer_rows_of_a_class_than_folds_cannot_tell():
-    y = pd.Series(["a"] * 10 + ["b"] * 2)
+def test_cross_validation_with_fewer_distinct_rows_of_a_class_than_folds_cannot_tell():
+    y = pd.Series(["a"] * 10 + ["b"] * 4)
+    groups = np.r_[np.arange(10), [10, 10, 11, 11]]  # class b: two rows, each of them twice
     with pytest.raises(CannotTell, match=r"class 'b' has 2: use fewer cv\.folds"):
-        train._enough_for_folds(task.cv_splitter(5, seed=0), y, 5)
-    train._enough_for_folds(task.cv_splitter(2, seed=0), y, 2)
+        train._enough_for_folds(task.cv_splitter(3, seed=0), y, groups, 3)
+    train._enough_for_folds(task.cv_splitter(2, seed=0), y, groups, 2)
