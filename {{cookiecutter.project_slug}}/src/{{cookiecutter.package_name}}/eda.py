@@ -186,6 +186,35 @@ def target_figure(y: pd.Series):
     return fig
 
 
+def numeric_section(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[str]:
+    """Summary statistics, the skewed features and the possible codes."""
+    summary = numeric_summary(df, [n for n, k in features.items() if k == "numeric"])
+    skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
+    lines = ["## Numeric features", "", markdown(summary), ""]
+    if skewed:
+        lines += [
+            f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
+            "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
+            "",
+        ]
+    codes = possible_codes(df, features)
+    return lines + (codes_section(codes, features) if codes else [])
+
+
+def text_section(df: pd.DataFrame, text: list[str], target: str) -> list[str]:
+    """Length and variety of each text feature, and its words most typical of each target."""
+    lines = ["## Text features", "", markdown(text_summary(df, text)), ""]
+    for name in text:
+        lines += [
+            f"Words most typical of each target value in `{name}` (share of texts using "
+            "the word, above its share in all texts):",
+            "",
+            markdown(top_terms(df, name, target)),
+            "",
+        ]
+    return lines
+
+
 def report(
     df: pd.DataFrame,
     features: dict[str, FeatureKind],
@@ -218,18 +247,7 @@ def report(
     if dropped:
         lines += dropped_section(dropped)
     if numeric:
-        summary = numeric_summary(df, numeric)
-        skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
-        lines += ["## Numeric features", "", markdown(summary), ""]
-        if skewed:
-            lines += [
-                f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
-                "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
-                "",
-            ]
-        codes = possible_codes(df, features)
-        if codes:
-            lines += codes_section(codes, features)
+        lines += numeric_section(df, features)
     if categorical:
         lines += [
             "## Categorical features",
@@ -238,15 +256,7 @@ def report(
             "",
         ]
     if text:
-        lines += ["## Text features", "", markdown(text_summary(df, text)), ""]
-        for name in text:
-            lines += [
-                f"Words most typical of each target value in `{name}` (share of texts using "
-                "the word, above its share in all texts):",
-                "",
-                markdown(top_terms(df, name, target)),
-                "",
-            ]
+        lines += text_section(df, text, target)
     lines += [
         "## Feature distributions",
         "",

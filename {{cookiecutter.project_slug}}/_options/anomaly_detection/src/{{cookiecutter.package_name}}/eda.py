@@ -193,6 +193,56 @@ def anomaly_rates(df: pd.DataFrame, target: str, categorical: list[str]) -> pd.D
     return table.set_index(["feature", "value"])
 
 
+def numeric_section(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[str]:
+    """Summary statistics, the skewed features and the possible codes."""
+    summary = numeric_summary(df, [n for n, k in features.items() if k == "numeric"])
+    skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
+    lines = ["## Numeric features", "", markdown(summary), ""]
+    if skewed:
+        lines += [
+            f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
+            "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
+            "",
+        ]
+    codes = possible_codes(df, features)
+    return lines + (codes_section(codes, features) if codes else [])
+
+
+def labels_section(
+    df: pd.DataFrame, features: dict[str, FeatureKind], target: str, out_dir: Path
+) -> list[str]:
+    """The anomaly rate, each feature for normal and anomalous readings, rates per category."""
+    figures = out_dir / "figures"
+    numeric = [n for n, k in features.items() if k == "numeric"]
+    categorical = [n for n, k in features.items() if k == "categorical"]
+    rate = float((pd.to_numeric(df[target], errors="coerce") == 1).mean())
+    lines = [
+        "## Anomalies",
+        "",
+        f"{rate:.1%} of the training readings are labelled anomalous. A detector that "
+        "flags about that share is calibrated; PR-AUC of a random score equals this rate.",
+        "",
+        f"![label]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
+        "",
+    ]
+    if numeric:
+        link = _save(by_label_figure(df, numeric, target), figures / "by_label.png", out_dir)
+        lines += [
+            "### Each feature, normal against anomalous readings",
+            "",
+            "Anomalies far outside a feature's normal range are what a per-feature rule "
+            "(the baseline) catches; those inside every range show only in how features "
+            "move together.",
+            "",
+            f"![by label]({link})",
+            "",
+        ]
+    if categorical:
+        table = markdown(anomaly_rates(df, target, categorical))
+        lines += ["### Anomaly rate per category", "", table, ""]
+    return lines
+
+
 def report(
     df: pd.DataFrame,
     features: dict[str, FeatureKind],
@@ -220,44 +270,9 @@ def report(
     if dropped:
         lines += dropped_section(dropped)
     if labelled:
-        rate = float((pd.to_numeric(df[target], errors="coerce") == 1).mean())
-        lines += [
-            "## Anomalies",
-            "",
-            f"{rate:.1%} of the training readings are labelled anomalous. A detector that "
-            "flags about that share is calibrated; PR-AUC of a random score equals this rate.",
-            "",
-            f"![label]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
-            "",
-        ]
-        if numeric:
-            link = _save(by_label_figure(df, numeric, target), figures / "by_label.png", out_dir)
-            lines += [
-                "### Each feature, normal against anomalous readings",
-                "",
-                "Anomalies far outside a feature's normal range are what a per-feature rule "
-                "(the baseline) catches; those inside every range show only in how features "
-                "move together.",
-                "",
-                f"![by label]({link})",
-                "",
-            ]
-        if categorical:
-            table = markdown(anomaly_rates(df, target, categorical))
-            lines += ["### Anomaly rate per category", "", table, ""]
+        lines += labels_section(df, features, target, out_dir)
     if numeric:
-        summary = numeric_summary(df, numeric)
-        skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
-        lines += ["## Numeric features", "", markdown(summary), ""]
-        if skewed:
-            lines += [
-                f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
-                "scaler; consider `preprocessing.scaler: robust` in configs/params.yaml.",
-                "",
-            ]
-        codes = possible_codes(df, features)
-        if codes:
-            lines += codes_section(codes, features)
+        lines += numeric_section(df, features)
     if categorical:
         lines += [
             "## Categorical features",
