@@ -22,7 +22,15 @@ def test_the_pipeline_runs_end_to_end_on_the_sample_data(project):
     assert bundle.read_pointer(project.models, "current") == metrics["version"]
     assert (project.reports / "eda" / "README.md").exists()
     assert (project.reports / "evaluation.md").exists()
-    assert json.loads((project.raw / "manifest.json").read_text())["rows"] > 0
+    rows = json.loads((project.raw / "manifest.json").read_text())["rows"]
+    assert rows > 0
+    eda_report = (project.reports / "eda" / "README.md").read_text()
+    if (project.processed / "cleaning.json").exists():  # every raw row is accounted for
+        assert f"- {rows} rows in the raw snapshot;" in eda_report
+        cleaning = json.loads((project.processed / "cleaning.json").read_text())
+        kept = cleaning["train_rows"] + cleaning["test_rows"]
+        assert kept == cleaning["cleaning"]["rows_out"]
+        assert f"{cleaning['train_rows']} for training" in eda_report
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from . import task
 from .config import FeatureKind
 from .features import parse_dates, tokenize
-from .tables import dropped_section, markdown
+from .tables import dropped_section, markdown, rows_section
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ def report(
     target: str,
     out_dir: Path,
     dropped: dict[str, str] | None = None,
+    cleaning: dict | None = None,
 ) -> Path:
     """Write out_dir/README.md with summary tables and figures; return its path."""
     figures = out_dir / "figures"
@@ -244,6 +245,8 @@ def report(
         f"![target]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
         "",
     ]
+    if cleaning:
+        lines += rows_section(cleaning)
     if dropped:
         lines += dropped_section(dropped)
     if numeric:

@@ -51,6 +51,35 @@ def read_dropped(processed_dir: Path) -> dict[str, str]:
     return json.loads(path.read_text()).get("dropped", {}) if path.exists() else {}
 
 
+def read_cleaning(processed_dir: Path) -> dict | None:
+    """What `prepare` did to the rows (cleaning.json), if it wrote that file."""
+    path = processed_dir / "cleaning.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows_section(summary: dict) -> list[str]:
+    """The EDA report's account of every raw row: kept, repeated, dropped, and where it went."""
+    cleaning = summary["cleaning"]
+    repeated = (
+        f"{cleaning['duplicates']} rows repeat an earlier row "
+        f"({cleaning['duplicate_share']:.1%} of the rows in)"
+    )
+    if cleaning["duplicates_dropped"]:
+        repeated += f": {cleaning['duplicates_dropped']} dropped (`preprocessing.drop_duplicates`)"
+    else:
+        repeated += ": all kept, every copy on the same side of the split and in one CV fold"
+    return [
+        "## Rows",
+        "",
+        f"- {cleaning['rows_in']} rows in the raw snapshot;",
+        f"- {repeated};",
+        f"- {cleaning['missing_target']} rows without a target dropped;",
+        f"- {cleaning['rows_out']} rows kept: {summary['train_rows']} for training (this "
+        f"report), {summary['test_rows']} in the held-out test set.",
+        "",
+    ]
+
+
 def dropped_section(dropped: dict[str, str]) -> list[str]:
     """The EDA report's list of columns that are not features, and why."""
     table = pd.DataFrame({"column": list(dropped), "why it is left out": list(dropped.values())})

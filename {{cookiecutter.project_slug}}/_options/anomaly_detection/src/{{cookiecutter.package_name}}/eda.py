@@ -20,7 +20,7 @@ import yaml
 from . import task
 from .config import FeatureKind
 from .features import parse_dates
-from .tables import dropped_section, markdown
+from .tables import dropped_section, markdown, rows_section
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,7 @@ def report(
     target: str | None,
     out_dir: Path,
     dropped: dict[str, str] | None = None,
+    cleaning: dict | None = None,
 ) -> Path:
     """Write out_dir/README.md with summary tables and figures; return its path."""
     figures = out_dir / "figures"
@@ -267,6 +268,8 @@ def report(
         + (f"label `{target}`." if labelled else "no labels."),
         "",
     ]
+    if cleaning:
+        lines += rows_section(cleaning)
     if dropped:
         lines += dropped_section(dropped)
     if labelled:
