@@ -326,8 +326,8 @@ def _rule_lines(report: dict, wording: Wording) -> list[str]:
         *[f"- {rule}" for rule in drift.rules(report)],
         f"- Any {wording.feature} drifts when its missing rate moves by more than "
         f"{t['max_missing_change']:.0%} (absolute).",
-        f"- With known outcomes, {wording.performance} drifts when the primary metric is more "
-        f"than {t['max_metric_drop']:.0%} worse than on the test set.",
+        f"- With known outcomes, the check of {wording.performance} alarms when the primary "
+        f"metric is more than {t['max_metric_drop']:.0%} worse than on the test set.",
         "",
     ]
 
