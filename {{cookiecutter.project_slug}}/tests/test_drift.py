@@ -63,6 +63,14 @@ def test_dates_like_training_are_no_drift(dates):
     assert result["status"] == "ok"
 
 
+def test_a_reference_without_dates_checks_only_the_missing_rate(dates):
+    reference = reference_of(dates, {"day": "datetime"})
+    reference["features"]["day"] = {"kind": "datetime", "missing_rate": 0.0}  # an older bundle
+    result = judge(reference, dates.head(200))["features"][0]
+    assert result["status"] == "ok"
+    assert result["psi"] is None
+
+
 def test_dates_past_the_training_range_or_not_dates_drift(dates):
     reference = reference_of(dates, {"day": "datetime"})
     recent = dates.sample(400, random_state=1).reset_index(drop=True)

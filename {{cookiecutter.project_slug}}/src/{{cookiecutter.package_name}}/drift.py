@@ -268,6 +268,13 @@ def datetime_drift(reference: dict, values: pd.Series, reference_rows: int) -> d
 
     Of the two PSI tests the stronger is reported, its p-value doubled (Bonferroni within
     the feature): a feature is one test in the family across features."""
+    if reference.get("min") is None:  # no training dates, or a bundle from before date checks
+        return {"range_reference": None, "outside_share": 0.0, "outside_examples": []} | {
+            "psi": None,
+            "psi_pvalue": None,
+            "psi_part": None,
+            "distribution": None,
+        }
     dates = parse_dates(values)
     valid = dates.dropna()
     low, high = (pd.Timestamp(reference[end]) for end in ("min", "max"))

@@ -182,9 +182,11 @@ def summary(report: dict, wording: Wording) -> str:
         t = report["thresholds"]
         warned = [r["name"] for r in report["features"] if r["status"] == "warn"]
         hint = f"; already suspect: {', '.join(warned)}" if warned else ""
+        from_file = report.get("source", {}).get("kind") == "file"
+        widen = "pass a file with more recent rows (--data)" if from_file else wording.widen
         return (
             f"not enough data: {report['rows']} {wording.unit}, alarms need {t['min_rows']} "
-            f"(monitoring.min_rows); {wording.widen}{hint}"
+            f"(monitoring.min_rows); {widen}{hint}"
         )
     parts = [
         f"{r['name']}: {'; '.join(r['reasons'])}"
@@ -272,8 +274,8 @@ def _verdict_line(report: dict) -> str:
         return f"**DRIFT** (exit 1) — {_cell(report['summary'])}"
     if report["verdict"] == drift.NOT_ENOUGH:
         return (
-            f"**Not enough data** (exit 3) — {_cell(report['summary'])}. The numbers below "
-            "are for information only."
+            f"**Not enough data** (exit 3) — {_cell(report['summary']).split(': ', 1)[-1]}. "
+            "The numbers below are for information only."
         )
     return "**No drift** (exit 0) past the thresholds in configs/params.yaml."
 
@@ -324,8 +326,8 @@ def _rule_lines(report: dict, wording: Wording) -> list[str]:
         *[f"- {rule}" for rule in drift.rules(report)],
         f"- Any {wording.feature} drifts when its missing rate moves by more than "
         f"{t['max_missing_change']:.0%} (absolute).",
-        f"- With known outcomes, {wording.performance} drifts when the primary metric is more "
-        f"than {t['max_metric_drop']:.0%} worse than on the test set.",
+        f"- With known outcomes, the check of {wording.performance} alarms when the primary "
+        f"metric is more than {t['max_metric_drop']:.0%} worse than on the test set.",
         "",
     ]
 
