@@ -56,13 +56,9 @@ def read_log(path: Path, last: int | None = None, since: datetime | None = None)
 
 
 def recent_frame(rows: list[dict], schema: list[dict]) -> pd.DataFrame:
-    """Rows as the model's DataFrame, categories as text as in training."""
-    frame = to_frame(rows, schema)
-    for feature in schema:
-        if feature["kind"] == "categorical":
-            column = frame[feature["name"]]
-            frame[feature["name"]] = column.astype(str).where(column.notna())
-    return frame
+    """Rows as the model's DataFrame, categories spelled as in training (3, 3.0 and "3" are
+    one category), as the service reads them."""
+    return to_frame(rows, schema)
 
 
 def compare(
