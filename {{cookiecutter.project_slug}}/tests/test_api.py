@@ -405,4 +405,5 @@ def test_the_dashboard_shows_the_model_metrics_drift_and_history(mixed_project, 
     assert "Latest report 2024-05-01T00:00:00+00:00 on" in html
     assert "/v1/predict" in html  # traffic counts
     assert "promoted" in html  # registry history
+    assert 'id="gate-verdict" class="badge ok">passed<' in html
     assert runbook.status_code == 200

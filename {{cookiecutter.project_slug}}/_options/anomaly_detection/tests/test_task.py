@@ -166,6 +166,7 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
         page = client.get("/dashboard")
     assert page.status_code == 200
     assert "no labels" in page.text
+    assert 'id="gate-verdict" class="badge warn">inconclusive<' in page.text
     assert "flagged_share" in page.text
 
 
