@@ -153,6 +153,8 @@ def test_dropping_a_column_after_a_run_keeps_the_test_rows(installed, tmp_path):
     assert dropped in before.columns
     assert dropped not in after.columns
     assert not set(train.index) & set(after.index)
+
+
 FIRST_NAMES = ["Ada", "Ben", "Cleo", "Dara", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 FIRST_NAMES += ["Kai", "Lea", "Milo", "Nia", "Otto", "Pia", "Rui", "Sol", "Tom", "Uma"]
 SURNAMES = [a + b for a in ("Ber", "Kov", "Lind", "Mar") for b in ("ac", "ek", "in", "os", "ul")]

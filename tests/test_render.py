@@ -1,10 +1,12 @@
 """Render every supported option set and check what lands on disk.
 
 Each rendered project must hold exactly the chosen options' files, no Jinja residue, and
-be valid: Python compiles, TOML and YAML parse, ruff passes with the project's own
-configuration, and the CI workflow matches GitHub's schema.
+be valid: Python compiles with no function over 60 lines, TOML and YAML parse, ruff
+passes with the project's own configuration (complexity included), and the CI workflow
+matches GitHub's schema.
 """
 
+import ast
 import re
 import subprocess
 import tomllib
@@ -68,6 +70,21 @@ def spdx(license_id: str) -> str:
     return "LicenseRef-Proprietary" if license_id == "Proprietary" else license_id
 
 
+MAX_FUNCTION_LINES = 60  # with ruff's C901 at 15 in the generated pyproject: small parts
+
+
+def functions_longer_than(project: Path, limit: int) -> list[str]:
+    """Every function or method of the rendered code with more lines than `limit`."""
+    found = []
+    for path in sorted(project.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path.relative_to(project)}:{node.lineno} {node.name} ({lines})")
+    return found
+
+
 def check_project(result) -> Path:
     """Everything a rendered project must satisfy, whatever the options."""
     assert result.exit_code == 0, result.exception
@@ -114,6 +131,8 @@ def check_project(result) -> Path:
     ]
     assert not endings, f"files not ending in exactly one newline: {endings}"
     assert_python_compiles(project)
+    long = functions_longer_than(project, MAX_FUNCTION_LINES)
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them): {long}"
     for path in texts:
         if path.suffix == ".toml":
             tomllib.loads(texts[path])

@@ -65,14 +65,8 @@ def eda_command(root: Path = ROOT) -> None:
     """Stage 3: write reports/eda/README.md with tables and figures of the training set."""
     paths, problem, _ = _context(root)
     train_df, _, schema = features.read_processed(paths.processed)
-    eda.report(
-        train_df,
-        schema,
-        problem.target.name,
-        paths.reports / "eda",
-        tables.read_dropped(paths.processed),
-        tables.read_cleaning(paths.processed),
-    )
+    notes = tables.preparation(paths.processed)
+    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
 
 
 @app.command("train")
@@ -96,14 +90,8 @@ def pipeline(root: Path = ROOT) -> None:
     data.collect(problem, paths.raw, paths.root)
     features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train_df, _, schema = features.read_processed(paths.processed)
-    eda.report(
-        train_df,
-        schema,
-        problem.target.name,
-        paths.reports / "eda",
-        tables.read_dropped(paths.processed),
-        tables.read_cleaning(paths.processed),
-    )
+    notes = tables.preparation(paths.processed)
+    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
 

@@ -215,6 +215,32 @@ def text_section(df: pd.DataFrame, text: list[str], target: str) -> list[str]:
     return lines
 
 
+def distributions_section(
+    df: pd.DataFrame, features: dict[str, FeatureKind], missing: pd.DataFrame, out_dir: Path
+) -> list[str]:
+    figures = out_dir / "figures"
+    return [
+        "## Feature distributions",
+        "",
+        f"![features]({_save(features_figure(df, features), figures / 'features.png', out_dir)})",
+        "",
+        "## Missing values",
+        "",
+        markdown(missing),
+        "",
+        f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
+        "",
+    ]
+
+
+def correlations_section(df: pd.DataFrame, columns: list[str], out_dir: Path) -> list[str]:
+    """Spearman correlations: a figure and the strongest pairs."""
+    link = _save(correlation_figure(df, columns), out_dir / "figures" / "correlations.png", out_dir)
+    strongest = strongest_pairs(df[columns].corr(method="spearman"))
+    lines = ["## Correlations", "", f"![correlations]({link})", ""]
+    return lines + [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
+
+
 def report(
     df: pd.DataFrame,
     features: dict[str, FeatureKind],
@@ -260,23 +286,9 @@ def report(
         ]
     if text:
         lines += text_section(df, text, target)
-    lines += [
-        "## Feature distributions",
-        "",
-        f"![features]({_save(features_figure(df, features), figures / 'features.png', out_dir)})",
-        "",
-        "## Missing values",
-        "",
-        markdown(missing),
-        "",
-        f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
-        "",
-    ]
+    lines += distributions_section(df, features, missing, out_dir)
     if len(correlated) >= 2:
-        link = _save(correlation_figure(df, correlated), figures / "correlations.png", out_dir)
-        strongest = strongest_pairs(df[correlated].corr(method="spearman"))
-        lines += ["## Correlations", "", f"![correlations]({link})", ""]
-        lines += [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
+        lines += correlations_section(df, correlated, out_dir)
     out = out_dir / "README.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     log.info("wrote the EDA report %s", out)

@@ -45,16 +45,17 @@ def markdown(table: pd.DataFrame, index: bool = True) -> str:
     )
 
 
-def read_dropped(processed_dir: Path) -> dict[str, str]:
-    """The columns that `prepare` left out, with the reason for each."""
-    path = processed_dir / FEATURES_FILE
-    return json.loads(path.read_text()).get("dropped", {}) if path.exists() else {}
-
-
-def read_cleaning(processed_dir: Path) -> dict | None:
-    """What `prepare` did to the rows (cleaning.json), if it wrote that file."""
-    path = processed_dir / "cleaning.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def preparation(processed_dir: Path) -> dict:
+    """What `prepare` recorded for the EDA report, as its keyword arguments: the columns
+    left out with the reason for each (features.json) and, where the problem type cleans
+    rows, what happened to them (cleaning.json)."""
+    features_path, cleaning_path = processed_dir / FEATURES_FILE, processed_dir / "cleaning.json"
+    notes = {"dropped": {}}
+    if features_path.exists():
+        notes["dropped"] = json.loads(features_path.read_text()).get("dropped", {})
+    if cleaning_path.exists():
+        notes["cleaning"] = json.loads(cleaning_path.read_text())
+    return notes
 
 
 def rows_section(summary: dict) -> list[str]:

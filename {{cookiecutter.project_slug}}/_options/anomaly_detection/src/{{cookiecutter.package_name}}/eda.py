@@ -243,6 +243,22 @@ def labels_section(
     return lines
 
 
+def correlations_section(df: pd.DataFrame, numeric: list[str], out_dir: Path) -> list[str]:
+    """Spearman correlations between sensors: a figure and the strongest pairs."""
+    link = _save(correlation_figure(df, numeric), out_dir / "figures" / "correlations.png", out_dir)
+    strongest = strongest_pairs(df[numeric].corr(method="spearman"))
+    lines = [
+        "## Correlations",
+        "",
+        "Sensors driven by the same process move together. A reading that breaks such a "
+        "relation is abnormal even when each value looks usual on its own.",
+        "",
+        f"![correlations]({link})",
+        "",
+    ]
+    return lines + [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
+
+
 def report(
     df: pd.DataFrame,
     features: dict[str, FeatureKind],
@@ -298,18 +314,7 @@ def report(
         "",
     ]
     if len(numeric) >= 2:
-        link = _save(correlation_figure(df, numeric), figures / "correlations.png", out_dir)
-        strongest = strongest_pairs(df[numeric].corr(method="spearman"))
-        lines += [
-            "## Correlations",
-            "",
-            "Sensors driven by the same process move together. A reading that breaks such a "
-            "relation is abnormal even when each value looks usual on its own.",
-            "",
-            f"![correlations]({link})",
-            "",
-        ]
-        lines += [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
+        lines += correlations_section(df, numeric, out_dir)
     out = out_dir / "README.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     log.info("wrote the EDA report %s", out)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .config import FeatureKind
 from .features import FILLED, gap_runs
-from .tables import dropped_section, markdown, rows_section
+from .tables import dropped_section, markdown
 
 log = logging.getLogger(__name__)
 MAX_LAG = 60
@@ -103,7 +103,6 @@ def report(
     target: str,
     out_dir: Path,
     dropped: dict[str, str] | None = None,
-    cleaning: dict | None = None,
 ) -> Path:
     """Write out_dir/README.md with tables and figures of the training series."""
     figures = out_dir / "figures"
@@ -150,8 +149,6 @@ def report(
         markdown(gaps, index=False) if len(gaps) else "No missing steps.",
         "",
     ]
-    if cleaning:
-        lines += rows_section(cleaning)
     if dropped:
         lines += dropped_section(dropped)
     out = out_dir / "README.md"
