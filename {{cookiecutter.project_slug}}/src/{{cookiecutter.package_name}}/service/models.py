@@ -41,6 +41,7 @@ class ServedModel:
         self.evaluation: dict | None = None
         self.reason = "model not loaded yet"
         self.reload_error: str | None = None
+        self._reloading = asyncio.Lock()
 
     def _load_current(self) -> tuple[Predictor, dict | None]:
         loaded = bundle.load(bundle.resolve(self.models_dir, "current"))
@@ -73,11 +74,20 @@ class ServedModel:
 
     async def reload(self) -> bool:
         """Serve the bundle `models/current` names, if it changed. Loading and verifying
-        happen off the event loop; requests keep the old model until one reference swap."""
+        happen off the event loop; requests keep the old model until one reference swap.
+
+        The watcher and POST /v1/reload may call this at once: loads run one at a time,
+        and each caller learns whether the served version changed since it asked."""
+        asked_while_serving = self.predictor and self.predictor.version
+        async with self._reloading:
+            await self._reload_if_moved()
+        return (self.predictor and self.predictor.version) != asked_while_serving
+
+    async def _reload_if_moved(self) -> None:
         version = bundle.read_pointer(self.models_dir, "current")
         served = self.predictor
         if version is None or (served is not None and served.version == version):
-            return False
+            return
         try:
             self.predictor, self.evaluation = await asyncio.to_thread(self._load_current)
         except Exception as exc:
@@ -86,7 +96,6 @@ class ServedModel:
             raise
         self.reason, self.reload_error = "", None
         log.info("now serving %s", version)
-        return True
 
     async def watch(self, interval: float) -> None:
         """Follow promotions and rollbacks without a restart."""
