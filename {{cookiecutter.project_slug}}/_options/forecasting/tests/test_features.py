@@ -156,6 +156,7 @@ def test_a_year_and_a_quarter_or_month_column_make_one_time(part, frequency, wri
     [
         (["2024-01-01", "n/a", "1700.5"], "D", r"2 rows fail, e\.g\. 'n/a', '1700\.5'"),
         (["1959Q5", "1959Q1", "1959Q2"], "QE", r"1 rows fail, e\.g\. '1959Q5'"),
+        (["2001-13", "2001-12", "2001-11"], "ME", r"1 rows fail, e\.g\. '2001-13'"),
     ],
 )
 def test_values_that_are_no_time_are_named(written, frequency, bad):

@@ -109,7 +109,7 @@ class TargetSpec(BaseModel):
 
 
 # A year (also written 1700.0), a quarter (1959Q1, 1959-Q1) or a month (2001-03).
-PERIOD = re.compile(r"(\d{4})(?:\.0*)?|\d{4}-?[Qq][1-4]|\d{4}-\d{1,2}")
+PERIOD = re.compile(r"\d{4}(?:\.0*)?|\d{4}-?[Qq][1-4]|\d{4}-(?:0?[1-9]|1[0-2])")
 
 
 def _whole_numbers(column: pd.Series) -> pd.Series:
