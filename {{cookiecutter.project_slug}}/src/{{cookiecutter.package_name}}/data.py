@@ -205,7 +205,9 @@ def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features)
     import pandera.pandas as pa
 
     schema = validation_schema(problem, params, features)
-    try:
+{% if cookiecutter.problem_type == "forecasting" %}    # The time of each row as read from its timestamp column(s): dates, years, periods.
+    df = df.assign(**{problem.target.time_column: task.timestamps(df, problem.target)})
+{% endif %}    try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         summary = _summarise(exc.failure_cases, df, params.validation.max_missing_share)

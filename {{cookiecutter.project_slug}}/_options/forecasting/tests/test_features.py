@@ -1,9 +1,13 @@
+import re
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import edit_yaml
+from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import data, features, task
+from {{ cookiecutter.package_name }} import bundle, data, features, monitor, task, train
+from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 
@@ -88,3 +92,159 @@ def test_a_missing_timestamp_column_is_named(problem):
     frame = task.SAMPLES["demand"]().drop(columns=problem.target.timestamp)
     with pytest.raises(DataError, match=f"target.timestamp: '{problem.target.timestamp}'"):
         features.resolve_features(frame, problem)
+
+
+def spec(timestamp, frequency: str) -> task.TargetSpec:
+    return task.TargetSpec(
+        name="value", timestamp=timestamp, frequency=frequency, horizon=1, season_length=1
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "frequency", "periods"),
+    [
+        ([1700.0, 1701.0, np.nan, 1703.0], "YE", ["1700", "1701", None, "1703"]),
+        ([1700, 1701, 1702, 1703], "YE", ["1700", "1701", "1702", "1703"]),
+        (["1959Q1", "1959-Q2", "1959q3", "1960Q1"], "QE", ["1959Q1", "1959Q2", "1959Q3", "1960Q1"]),
+        (
+            ["2001-03", "2001-04", "2001-12", "2002-01"],
+            "ME",
+            ["2001-03", "2001-04", "2001-12", "2002-01"],
+        ),
+        (["1959Q1", "1959Q2", "1959Q3", "1959Q4"], "D", ["1959Q1", "1959Q2", "1959Q3", "1959Q4"]),
+    ],
+)
+def test_years_and_period_strings_land_on_the_grid_inside_their_period(written, frequency, periods):
+    stamps = task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    for stamp, period in zip(stamps, periods, strict=True):
+        if period is None:
+            assert pd.isna(stamp)
+            continue
+        period = pd.Period(period)
+        assert period.start_time <= stamp <= period.end_time
+        assert offset.is_on_offset(stamp)
+
+
+def test_iso_dates_and_times_are_read_as_written():
+    written = ["2024-01-05", "2024-01-05T10:30:00", "2024-03-31T03:00:00+02:00"]
+    stamps = task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", "D"))
+    assert stamps.name == "t"
+    assert stamps.tolist() == [
+        pd.Timestamp("2024-01-05"),
+        pd.Timestamp("2024-01-05 10:30"),
+        pd.Timestamp("2024-03-31 01:00"),  # in UTC
+    ]
+
+
+@pytest.mark.parametrize(
+    ("part", "frequency", "written", "expected"),
+    [
+        ("quarter", "QE", [1, "Q2", 4.0], ["1990Q1", "1990Q2", "1990Q4"]),
+        ("month", "ME", [1, 7.0, 12], ["1990-01", "1990-07", "1990-12"]),
+    ],
+)
+def test_a_year_and_a_quarter_or_month_column_make_one_time(part, frequency, written, expected):
+    raw = pd.DataFrame({"year": [1990.0] * 3, part: written, "value": 1.0})
+    stamps = task.timestamps(raw, spec(["year", part], frequency))
+    assert stamps.name == f"year_{part}"
+    assert stamps.tolist() == [pd.Period(p).end_time.normalize() for p in expected]
+
+
+@pytest.mark.parametrize(
+    ("written", "frequency", "bad"),
+    [
+        (["2024-01-01", "n/a", "1700.5"], "D", r"2 rows fail, e\.g\. 'n/a', '1700\.5'"),
+        (["1959Q5", "1959Q1", "1959Q2"], "QE", r"1 rows fail, e\.g\. '1959Q5'"),
+        (["2001-13", "2001-12", "2001-11"], "ME", r"1 rows fail, e\.g\. '2001-13'"),
+    ],
+)
+def test_values_that_are_no_time_are_named(written, frequency, bad):
+    with pytest.raises(DataError, match=f"column 't': {bad}"):
+        task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
+    raw = pd.DataFrame({"year": [1990, 1990], "month": [12, 13], "value": 1.0})
+    with pytest.raises(DataError, match=r"column 'year' and 'month': 1 rows fail, e.g\. '1990 13'"):
+        task.timestamps(raw, spec(["year", "month"], "ME"))
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "frequency", "message"),
+    [
+        (["year", "quarter", "month"], "QE", "give one column, or two"),
+        (["year", "year"], "QE", "give one column, or two"),
+        (["year", "quarter"], "D", r"needs a quarterly \(QE\) or monthly \(ME\) frequency"),
+    ],
+)
+def test_a_bad_timestamp_setting_is_one_error_exit_2(
+    project, monkeypatch, capsys, timestamp, frequency, message
+):
+    edit_yaml(project.problem, target__timestamp=timestamp, target__frequency=frequency)
+    monkeypatch.setattr(sys, "argv", ["cli", "validate", "--root", str(project.root)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: problem.yaml: target")
+    assert "timestamp" in error[0] and re.search(message, error[0])
+
+
+@pytest.mark.parametrize(
+    ("anchor", "frequency"), [("W-SAT", "W"), ("W-WED", "W-SUN"), ("QE-NOV", "QE"), ("MS", "ME")]
+)
+def test_the_off_grid_error_names_the_anchor_the_data_is_on(anchor, frequency):
+    stamps = pd.date_range("2023-01-01", periods=12, freq=anchor).delete([3, 7])
+    with pytest.raises(ValueError, match=r"use frequency: \S+$") as error:
+        features.regularise(stamps.strftime("%Y-%m-%d"), [1.0] * 10, frequency, max_gap=1)
+    suggested = str(error.value).rsplit(" ", 1)[-1]
+    assert stamps.isin(pd.date_range(stamps[0], stamps[-1], freq=suggested)).all()
+    if anchor.startswith("W"):
+        assert suggested == anchor  # one weekday: one weekly anchor
+
+
+def test_no_frequency_is_suggested_for_irregular_times():
+    stamps = ["2024-01-06", "2024-01-13", "2024-01-17", "2024-01-27"]
+    with pytest.raises(ValueError, match="not on the 'W' grid") as error:
+        features.regularise(stamps, [1.0] * 4, "W", max_gap=1)
+    assert "use frequency" not in str(error.value)
+
+
+def test_year_and_quarter_columns_give_a_quarterly_series_that_trains(project, params):
+    quarters = pd.period_range("1960Q1", periods=120, freq="Q")
+    rng = np.random.default_rng(3)
+    values = 100 + 0.2 * np.arange(120) + 6 * (quarters.quarter == 4) + rng.normal(0, 1, 120)
+    raw = pd.DataFrame(
+        {"year": quarters.year.astype(float), "quarter": quarters.quarter, "gdp": values}
+    )
+    path = project.root / "data" / "external" / "gdp.csv"
+    path.parent.mkdir(parents=True)
+    raw.sample(frac=1, random_state=0).to_csv(path, index=False)  # in no particular order
+    edit_yaml(
+        project.problem,
+        source={"kind": "file", "path": "data/external/gdp.csv"},
+        target={
+            "name": "gdp",
+            "timestamp": ["year", "quarter"],
+            "frequency": "QE",
+            "horizon": 4,
+            "season_length": 4,
+        },
+    )
+    problem = load_problem(project.problem)
+    data.collect(problem, project.raw, project.root)
+    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    train_part, test_part, schema = features.read_processed(project.processed)
+    assert schema == {"year_quarter": "datetime"}
+    stamps = pd.concat([train_part, test_part])["year_quarter"]
+    assert stamps.tolist() == [q.end_time.normalize() for q in quarters]
+
+    model = {"lag_seasons": 2, "max_iter": 20, "min_samples_leaf": 10}
+    fast = quick(params).model_copy(
+        update={"model": params.model.model_copy(update={"params": model})}
+    )
+    served = bundle.load(
+        project.models / train.run(project.processed, project.models, problem, fast)
+    )
+    assert served.metadata["features"][0]["timestamp"] == "year_quarter"
+    raw.tail(40).to_csv(project.root / "recent.csv", index=False)  # year and quarter columns
+    recent, *_ = monitor._from_file(served, project.root / "recent.csv", last=None)
+    np.testing.assert_allclose(recent["level"], raw["gdp"].tail(40))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from . import task
 from .config import FeatureKind, Params, ProblemConfig
@@ -35,15 +36,16 @@ FILLED = "interpolated"  # column of the processed series: True where a gap was 
 
 
 def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
-    """The one input of a forecast: the timestamp column (the values are the target)."""
+    """The one input of a forecast: the time of each value (the values are the target),
+    from the timestamp column or the year and quarter or month columns."""
     spec = problem.target
-    for key, column in (("name", spec.name), ("timestamp", spec.timestamp)):
+    for key, column in [("name", spec.name)] + [("timestamp", c) for c in spec.timestamp_columns]:
         if column not in df.columns:
             raise DataError(
                 f"problem.yaml target.{key}: {column!r} is not a column of the data; "
                 f"columns are: {', '.join(map(str, df.columns))}"
             )
-    return {spec.timestamp: "datetime"}
+    return {spec.time_column: "datetime"}
 
 
 def regularise(
@@ -70,9 +72,11 @@ def regularise(
     off_grid = stamps.difference(grid)
     if len(off_grid):
         examples = ", ".join(str(s) for s in off_grid[:3])
+        match = matching_frequency(stamps, frequency)
         raise ValueError(
             f"{len(off_grid)} timestamps are not on the {frequency!r} grid that starts at "
             f"{stamps[0]}, e.g. {examples}"
+            + (f"; all are on the {match!r} grid: use frequency: {match}" if match else "")
         )
     series = pd.Series(values, index=stamps).reindex(grid)
     missing = series.isna().to_numpy()
@@ -93,6 +97,28 @@ def regularise(
     return series.index, filled.to_numpy(float), missing
 
 
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def matching_frequency(stamps: pd.DatetimeIndex, frequency: str) -> str | None:
+    """Another anchor of the same frequency that every timestamp is on, or None: W-SAT for
+    weekly data on Saturdays, QE-FEB for quarters that end in February, May, August and
+    November, MS for month starts."""
+    rule = to_offset(frequency).rule_code  # W is W-SUN, QE is QE-DEC, YE is YE-DEC
+    base, _, anchor = rule.partition("-")
+    swap = {"ME": "MS", "MS": "ME", "QE": "QS", "QS": "QE", "YE": "YS", "YS": "YE"}
+    anchors = WEEKDAYS if base == "W" else MONTHS if anchor else ("",)
+    candidates = [
+        f"{b}-{a}" if a else b for b in dict.fromkeys([base, swap.get(base, base)]) for a in anchors
+    ]
+    for candidate in candidates:
+        grid = pd.date_range(stamps[0], stamps[-1], freq=candidate)
+        if candidate != rule and len(grid) and grid[0] == stamps[0] and stamps.isin(grid).all():
+            return candidate
+    return None
+
+
 def gap_runs(missing: np.ndarray) -> list[tuple[int, int]]:
     """(start, length) of each run of True."""
     edges = np.diff(np.concatenate([[0], missing.astype(int), [0]]))
@@ -101,15 +127,19 @@ def gap_runs(missing: np.ndarray) -> list[tuple[int, int]]:
 
 
 def series_frame(raw: pd.DataFrame, spec: task.TargetSpec) -> pd.DataFrame:
-    """The raw rows as a regular series: timestamp, value and the interpolated mask."""
-    rows = raw[[spec.timestamp, spec.name]]
+    """The raw rows as a regular series: timestamp, value and the interpolated mask. Rows
+    without a time are left out, with a count in the log."""
+    stamps = task.timestamps(raw, spec)
+    if stamps.isna().any():
+        log.warning("%d rows without a time in %s left out", stamps.isna().sum(), spec.time_column)
+    rows = pd.DataFrame({"time": stamps, "value": raw[spec.name]}).dropna(subset="time")
     try:
         index, values, filled = regularise(
-            rows[spec.timestamp], rows[spec.name], spec.frequency, spec.max_gap
+            rows["time"], rows["value"], spec.frequency, spec.max_gap
         )
     except ValueError as exc:
-        raise DataError(f"the series {spec.name!r} over {spec.timestamp!r}: {exc}") from exc
-    return pd.DataFrame({spec.timestamp: index, spec.name: values, FILLED: filled})
+        raise DataError(f"the series {spec.name!r} over {spec.time_column!r}: {exc}") from exc
+    return pd.DataFrame({spec.time_column: index, spec.name: values, FILLED: filled})
 
 
 def split(series: pd.DataFrame, spec: task.TargetSpec, test_size: float):
@@ -136,8 +166,8 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
         len(raw),
         len(series),
         spec.frequency,
-        series[spec.timestamp].iloc[0],
-        series[spec.timestamp].iloc[-1],
+        series[spec.time_column].iloc[0],
+        series[spec.time_column].iloc[-1],
         filled,
     )
     train, test = split(series, spec, params.split.test_size)
@@ -152,7 +182,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
             "dropped": {
                 name: "a forecast reads only the timestamp and the target"
                 for name in raw.columns
-                if name not in (spec.timestamp, spec.name)
+                if name not in (*spec.timestamp_columns, spec.name)
             },
         },
     )
@@ -162,7 +192,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
             "source": problem.source.model_dump(mode="json"),
             "train_steps": len(train),
             "test_steps": len(test),
-            "test_from": str(test[spec.timestamp].iloc[0]),
+            "test_from": str(test[spec.time_column].iloc[0]),
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
@@ -170,7 +200,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
         "time split: %d training steps, test period of %d steps from %s",
         len(train),
         len(test),
-        test[spec.timestamp].iloc[0],
+        test[spec.time_column].iloc[0],
     )
     return {
         "steps": len(series),

@@ -138,20 +138,20 @@ def _from_file(served, path: Path, last: int | None):
     """Values, changes, gaps, forecasts and errors of a recent stretch of the series."""
     series = served.metadata["features"][0]
     data = read_data(path)
-    absent = [c for c in (series["timestamp"], series["name"]) if c not in data.columns]
-    if absent:
-        raise DataError(f"{path}: columns missing: {', '.join(absent)}")
-    data = data.tail(last) if last else data
-    if data.empty:
-        raise DataError(f"{path}: no rows")
     target = task.TargetSpec(
         name=series["name"],
-        timestamp=series["timestamp"],
+        timestamp=series["source_timestamp"],
         frequency=series["frequency"],
         horizon=series["horizon"],
         season_length=series["season_length"],
         max_gap=series["max_gap"],
     )
+    absent = [c for c in (*target.timestamp_columns, target.name) if c not in data.columns]
+    if absent:
+        raise DataError(f"{path}: columns missing: {', '.join(absent)}")
+    data = data.tail(last) if last else data
+    if data.empty:
+        raise DataError(f"{path}: no rows")
     frame = series_frame(data, target)
     values = frame[target.name].to_numpy(float)
     filled = frame[FILLED].to_numpy(bool)
@@ -163,7 +163,7 @@ def _from_file(served, path: Path, last: int | None):
             f"{path}: {len(values)} steps; forecasting needs at least {window + horizon} "
             f"({window} of history and a horizon of {horizon})"
         )
-    dates = pd.DatetimeIndex(frame[target.timestamp])
+    dates = pd.DatetimeIndex(frame[target.time_column])
     positions = task.season_positions(dates, target.frequency, target.season_length)
     forecasts, actuals = task.backtest(served.model, values, positions, origins, horizon)
     predictions = task.Predictions(forecasts, served.metadata["scale"])

@@ -9,6 +9,7 @@ the trees, which cannot extrapolate, follow a trend or a level shift.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,8 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import Tick
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pandas.tseries.offsets import (
+    BMonthBegin,
+    BMonthEnd,
+    BQuarterBegin,
+    BQuarterEnd,
+    MonthBegin,
+    MonthEnd,
+    QuarterBegin,
+    QuarterEnd,
+    Tick,
+)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
@@ -36,7 +47,10 @@ class TargetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="The value column.")
-    timestamp: str = Field(description="The column with each value's time.")
+    timestamp: str | list[str] = Field(
+        description="The column with each value's time, or a year column and a quarter or "
+        "month column."
+    )
     frequency: str = Field(description="pandas frequency of the series: D, h, W, 15min…")
     horizon: int = Field(ge=1, description="How many steps ahead to forecast.")
     season_length: int = Field(ge=1, description="Steps in one season, e.g. 7 for weekly.")
@@ -52,6 +66,105 @@ class TargetSpec(BaseModel):
         except ValueError as exc:
             raise ValueError(f"unknown frequency {value!r}; e.g. D, h, W or 15min") from exc
         return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _one_or_two_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]
+        if isinstance(value, list) and (len(value) != 2 or value[0] == value[1]):
+            raise ValueError(
+                f"{value!r}: give one column, or two: a year column and a quarter or month column"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _parts_match_frequency(self) -> TargetSpec:
+        if isinstance(self.timestamp, list) and self.part is None:
+            raise ValueError(
+                f"timestamp {self.timestamp!r}: a year and a quarter or month column needs a "
+                f"quarterly (QE) or monthly (ME) frequency, not {self.frequency!r}"
+            )
+        return self
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        """The raw columns that make the time: one, or a year and a quarter or month."""
+        return [self.timestamp] if isinstance(self.timestamp, str) else list(self.timestamp)
+
+    @property
+    def time_column(self) -> str:
+        """The series' timestamp column: the raw column, or the two joined with "_"."""
+        return "_".join(self.timestamp_columns)
+
+    @property
+    def part(self) -> str | None:
+        """What the second column of a year counts at this frequency: quarter, month or None."""
+        offset = to_offset(self.frequency)
+        if isinstance(offset, QuarterBegin | QuarterEnd | BQuarterBegin | BQuarterEnd):
+            return "quarter"
+        if isinstance(offset, MonthBegin | MonthEnd | BMonthBegin | BMonthEnd):
+            return "month"
+        return None
+
+
+# A year (also written 1700.0), a quarter (1959Q1, 1959-Q1) or a month (2001-03).
+PERIOD = re.compile(r"\d{4}(?:\.0*)?|\d{4}-?[Qq][1-4]|\d{4}-(?:0?[1-9]|1[0-2])")
+
+
+def _whole_numbers(column: pd.Series) -> pd.Series:
+    """Numbers as text without a fraction (1700.0 is 1700); others stay as written."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    whole = numbers.notna() & (numbers == numbers.round())
+    text = column.astype("string").str.strip()
+    return text.mask(whole, numbers[whole].round().astype("Int64").astype("string"))
+
+
+def _year_and_part(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
+    """A year column and a quarter or month column (numbers, or Q1 to Q4) as period text;
+    other pairs as "year part", which is no period."""
+    year, part = (_whole_numbers(raw[column]) for column in spec.timestamp_columns)
+    part = part.str.upper().str.removeprefix("Q")
+    last, joint, width = (4, "Q", 1) if spec.part == "quarter" else (12, "-", 2)
+    valid = pd.to_numeric(part, errors="coerce").between(1, last) & year.str.fullmatch(r"\d{4}")
+    return (year + joint + part.str.zfill(width)).where(valid.fillna(False), year + " " + part)
+
+
+def timestamps(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
+    """The time of each raw row, named `spec.time_column`, NaT where none is given.
+
+    ISO 8601 dates and times are read as written (in UTC, without the offset, when they
+    carry one). Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03),
+    or a year column with a quarter or month column, are periods: each lands on the first
+    step of the frequency grid inside it, e.g. 1959-03-31 for 1959Q1 at frequency QE.
+    Raises DataError naming the column(s) and examples of values that are none of these."""
+    columns, index = spec.timestamp_columns, raw.index
+    raw = raw[columns].reset_index(drop=True)  # aligned by position, whatever the index
+    if len(columns) == 2:
+        text = _year_and_part(raw, spec)
+    elif pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
+        text = raw[columns[0]].astype("string")
+    else:
+        text = _whole_numbers(raw[columns[0]])
+    is_period = text.str.fullmatch(PERIOD).fillna(False).astype(bool)
+    offset = to_offset(spec.frequency)
+    grid = {
+        value: offset.rollforward(pd.Period(value.split(".")[0]).start_time)
+        for value in text[is_period].unique()
+    }
+    fraction = text.str.fullmatch(r"-?\d*\.\d*").fillna(False).astype(bool)  # 1700.5 is no date
+    stamps = pd.to_datetime(
+        text.mask(is_period | fraction), format="ISO8601", errors="coerce", utc=True
+    )
+    stamps = stamps.dt.tz_localize(None).mask(is_period, text[is_period].map(grid))
+    bad = text[text.notna() & stamps.isna()]
+    if len(bad):
+        examples = ", ".join(map(repr, bad.drop_duplicates().head(3)))
+        raise DataError(
+            f"column {' and '.join(map(repr, columns))}: {len(bad)} rows fail, e.g. {examples}: "
+            "not an ISO date or time, a year, a quarter (1959Q1) or a month (2001-03)"
+        )
+    return stamps.rename(spec.time_column).set_axis(index)
 
 
 def _demand() -> pd.DataFrame:
@@ -299,11 +412,11 @@ def _continuous_series(history: pd.DataFrame, period: pd.DataFrame, spec: Target
     """Dates, values and season positions of `history` followed by `period`, which must
     continue it step by step."""
     frame = pd.concat([history, period], ignore_index=True)
-    dates = pd.DatetimeIndex(frame[spec.timestamp])
+    dates = pd.DatetimeIndex(frame[spec.time_column])
     if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
         raise DataError(
-            f"the period from {period[spec.timestamp].iloc[0]} does not continue the history "
-            f"that ends {history[spec.timestamp].iloc[-1]} step by step"
+            f"the period from {period[spec.time_column].iloc[0]} does not continue the history "
+            f"that ends {history[spec.time_column].iloc[-1]} step by step"
         )
     positions = season_positions(dates, spec.frequency, spec.season_length)
     return dates, frame[spec.name].to_numpy(float), positions

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def as_series(frame: pd.DataFrame, spec: task.TargetSpec):
     """Timestamps, values and season positions of a processed series."""
-    dates = pd.DatetimeIndex(frame[spec.timestamp])
+    dates = pd.DatetimeIndex(frame[spec.time_column])
     positions = task.season_positions(dates, spec.frequency, spec.season_length)
     return dates, frame[spec.name].to_numpy(float), positions
 
@@ -87,7 +87,8 @@ def series_schema(train: pd.DataFrame, spec: task.TargetSpec, window: int) -> li
         {
             "name": spec.name,
             "kind": "series",
-            "timestamp": spec.timestamp,
+            "timestamp": spec.time_column,
+            "source_timestamp": spec.timestamp,
             "frequency": spec.frequency,
             "horizon": spec.horizon,
             "season_length": spec.season_length,
@@ -95,10 +96,10 @@ def series_schema(train: pd.DataFrame, spec: task.TargetSpec, window: int) -> li
             "min_history": window,
             "min": float(values.min()),
             "max": float(values.max()),
-            "first": train[spec.timestamp].iloc[0].isoformat(),
-            "last": train[spec.timestamp].iloc[-1].isoformat(),
+            "first": train[spec.time_column].iloc[0].isoformat(),
+            "last": train[spec.time_column].iloc[-1].isoformat(),
             "example": {
-                "timestamps": [stamp.isoformat() for stamp in example[spec.timestamp]],
+                "timestamps": [stamp.isoformat() for stamp in example[spec.time_column]],
                 "values": example[spec.name].round(4).tolist(),
             },
         }
