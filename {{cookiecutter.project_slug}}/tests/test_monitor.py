@@ -10,7 +10,7 @@ import pytest
 from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, drift_report, monitor, task
+from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor, task
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
@@ -221,7 +221,7 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
 def decimal_project(mixed_project, tmp_path_factory) -> Paths:
     """The mixed project's source plus a column of long decimals that repeat (log ratios, as
     in count data), trained; a random half of its source is then judged (min_rows 50)."""
-    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+    from {{ cookiecutter.package_name }} import evaluate, features, train
 
     root = tmp_path_factory.mktemp("decimals")
     shutil.copytree(mixed_project.root / "configs", root / "configs")
@@ -241,7 +241,7 @@ def decimal_project(mixed_project, tmp_path_factory) -> Paths:
 
 def test_a_random_half_of_the_training_source_is_no_drift(decimal_project, monkeypatch):
     """The reference is built as live data is read: no false alarm on repeated long decimals."""
-    source = pd.read_csv(decimal_project.root / "data" / "external" / "mixed.csv")
+    source = data.read_csv(decimal_project.root / "data" / "external" / "mixed.csv")
     assert source["log_ratio"].round(6).ne(source["log_ratio"]).all()
     for seed in range(3):
         half = source.sample(frac=0.5, random_state=seed)

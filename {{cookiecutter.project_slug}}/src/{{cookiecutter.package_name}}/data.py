@@ -23,6 +23,16 @@ ROW_ID = "row_id"  # the index name of processed rows: the identity of their raw
 _MISSING = "\x00missing"  # how a missing value enters a row's hash, whatever its dtype
 
 
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file with every number read exactly as written, so that training, the monitor
+    and a file a user copies rows from agree to the last digit (a repeated value read one
+    unit off in the last place lands on the other side of its reference copy and looks
+    like drift). pandas 3 reads floats exactly by default; pandas 2 needs round_trip."""
+    if int(pd.__version__.split(".")[0]) < 3:
+        return pd.read_csv(path, float_precision="round_trip")
+    return pd.read_csv(path)
+
+
 def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd.DataFrame:
     """Read the data named by problem.yaml `source`."""
     if isinstance(source, SampleSource):
@@ -33,7 +43,7 @@ def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd
             raise DataError(f"problem.yaml source.path: {path} does not exist")
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return read_csv(path)
 
     import sqlalchemy
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import drift, task
 from .config import MonitoringParams
-from .data import write_json
+from .data import read_csv, write_json
 from .errors import CannotTell, DataError, DriftDetected
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def read_data(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return read_csv(path)
     if suffix == ".parquet":
         return pd.read_parquet(path)
     raise DataError(f"{path}: unsupported file type {suffix!r}; valid choices: .csv, .parquet")
