@@ -10,6 +10,7 @@ from pathlib import Path
 # r'''...''' on purpose (see pre_gen_project.py); the formatter must not swap the quotes.
 # fmt: off
 SLUG = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
+PACKAGE = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
 PROBLEM_TYPE = json.loads(r'''{{ cookiecutter.problem_type | tojson }}''')
 LICENSE = json.loads(r'''{{ cookiecutter.license | tojson }}''')
 INCLUDE_GITHUB_ACTIONS = json.loads(r'''{{ cookiecutter.include_github_actions | tojson }}''')
@@ -21,6 +22,16 @@ SAMPLE_DATA = {
     "text_classification": "1,500 generated product reviews with star ratings (CC0)",
     "forecasting": "a generated daily demand series (trend, weekly season, noise and gaps)",
     "anomaly_detection": "generated factory sensor readings with labelled injected anomalies",
+}
+
+# Shared modules a problem type never reaches: a rendered project holds only code its type
+# runs. Paths are relative to the project root; the package directory is `{package}`.
+UNUSED = {
+    "classification": [],
+    "regression": ["src/{package}/labels.py"],
+    "text_classification": [],
+    "forecasting": ["src/{package}/labels.py", "src/{package}/rows.py"],
+    "anomaly_detection": ["src/{package}/labels.py"],
 }
 
 
@@ -38,6 +49,12 @@ def apply_problem_type(root: Path, problem_type: str) -> None:
     if chosen.is_dir():
         shutil.copytree(chosen, root, dirs_exist_ok=True)
     shutil.rmtree(options, ignore_errors=True)
+
+
+def drop_unused(root: Path, problem_type: str, package: str) -> None:
+    """Delete the shared modules this problem type never reaches (see UNUSED)."""
+    for pattern in UNUSED.get(problem_type, []):
+        (root / pattern.format(package=package)).unlink(missing_ok=True)
 
 
 def apply_license(root: Path, license_id: str) -> None:
@@ -71,6 +88,7 @@ def next_steps() -> str:
 def main() -> None:
     root = Path.cwd()
     apply_problem_type(root, PROBLEM_TYPE)
+    drop_unused(root, PROBLEM_TYPE, PACKAGE)
     apply_license(root, LICENSE)
     apply_github_actions(root, is_true(INCLUDE_GITHUB_ACTIONS))
     print(next_steps())

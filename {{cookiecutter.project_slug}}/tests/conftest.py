@@ -53,13 +53,14 @@ def edit_yaml(path: Path, **changes) -> None:
 def mixed_project(tmp_path_factory) -> Paths:
     """A project trained on the sample plus a text category, a date and gaps: every feature
     kind the service handles. Trained once per test session."""
-    from {{ cookiecutter.package_name }} import data, evaluate, features, task, train
+    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+    from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
     root = tmp_path_factory.mktemp("mixed")
     shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
     paths = Paths(root)
     problem = load_problem(paths.problem)
-    frame = task.SAMPLES[problem.source.name]()
+    frame = PROBLEM_TYPE.samples[problem.source.name]()
     first = frame.select_dtypes("number").columns[0]
     frame["band"] = pd.qcut(frame[first], 3, labels=["low", "mid", "high"]).astype(str)
     # written as many CSV files write dates: the service must accept them as training did

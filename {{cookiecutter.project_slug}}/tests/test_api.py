@@ -21,7 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from {{ cookiecutter.package_name }} import bundle, evaluate, registry, task, train
+from {{ cookiecutter.package_name }} import bundle, evaluate, registry, train
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.predictor import Predictor, row_model, to_frame
@@ -68,7 +70,7 @@ def test_health_and_readiness(client):
 
 
 def test_the_model_card_shows_schema_metrics_and_type(card, mixed_project):
-    assert card["problem_type"] == task.PROBLEM_TYPE
+    assert card["problem_type"] == PROBLEM_TYPE.name
     assert card["model_version"] == bundle.read_pointer(mixed_project.models, "current")
     kinds = {f["kind"] for f in card["features"]}
     assert {"numeric", "categorical", "datetime"} <= kinds
@@ -91,7 +93,7 @@ def test_predict_one_row_and_a_batch(client, row):
     batch = client.post("/v1/predict", json={"instances": [row] * 1000}).json()
     assert len(batch["predictions"]) == 1000
     assert batch["model_version"] == one.json()["model_version"]
-    task.PredictResponse.model_validate(batch)
+    PROBLEM_TYPE.PredictResponse.model_validate(batch)
 
 
 def test_missing_values_and_unseen_categories_are_accepted(client, row, card):
@@ -268,7 +270,7 @@ def test_the_fast_path_gives_the_reference_predictions(mixed_project):
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
         for r in test[[f["name"] for f in predictor.schema]].to_dict("records")
     ]
-    assert task.same_predictions(predictor.fast.predict(rows), predictor.reference(rows))
+    assert PROBLEM_TYPE.same_predictions(predictor.fast.predict(rows), predictor.reference(rows))
     assert to_frame(rows, predictor.schema).shape == (len(rows), len(predictor.schema))
 
 
@@ -277,7 +279,7 @@ def test_a_model_without_onnx_is_served_by_its_pipeline(mixed_project, row):
     predictor = Predictor(dataclasses.replace(loaded, onnx=None))
     assert predictor.fast is None
     rows = [row, dict.fromkeys(row)]
-    assert task.same_predictions(predictor.predict(rows), Predictor(loaded).predict(rows))
+    assert PROBLEM_TYPE.same_predictions(predictor.predict(rows), Predictor(loaded).predict(rows))
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }} import task
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import ConfigError
 
 
 def test_shipped_configs_load(problem, params):
-    assert problem.problem_type == task.PROBLEM_TYPE
-    assert problem.metric in task.METRICS
-    assert params.model.name in task.CANDIDATES
+    assert problem.problem_type == PROBLEM_TYPE.name
+    assert problem.metric in PROBLEM_TYPE.metrics
+    assert params.model.name in PROBLEM_TYPE.candidates
 
 
 def test_unknown_key_is_named_with_the_valid_keys(project):
@@ -41,7 +41,7 @@ def test_metric_typo_lists_the_valid_choices(project):
     edit_yaml(project.problem, metric="acuracy")
     with pytest.raises(ConfigError) as error:
         load_problem(project.problem)
-    assert "metric: unknown metric 'acuracy'; valid choices: " + ", ".join(task.METRICS) in str(
+    assert "metric: unknown metric 'acuracy'; valid choices: " + ", ".join(PROBLEM_TYPE.metrics) in str(
         error.value
     )
 
@@ -54,7 +54,7 @@ def test_unknown_model_lists_the_valid_choices(project):
 
 def test_problem_type_must_match_the_project(project):
     edit_yaml(project.problem, problem_type="clustering")
-    with pytest.raises(ConfigError, match=f"generated for '{task.PROBLEM_TYPE}'"):
+    with pytest.raises(ConfigError, match=f"generated for '{PROBLEM_TYPE.name}'"):
         load_problem(project.problem)
 
 

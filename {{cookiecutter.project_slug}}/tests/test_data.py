@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }} import data, task
+from {{ cookiecutter.package_name }} import data
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import resolve_features
@@ -13,7 +15,7 @@ from {{ cookiecutter.package_name }}.features import resolve_features
 
 @pytest.fixture
 def sample(problem) -> pd.DataFrame:
-    return task.SAMPLES[problem.source.name]()
+    return PROBLEM_TYPE.samples[problem.source.name]()
 
 
 def use_file(project, frame: pd.DataFrame, name: str = "rows.csv"):

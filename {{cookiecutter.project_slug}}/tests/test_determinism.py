@@ -11,7 +11,8 @@ from conftest import quick
 {% if cookiecutter.problem_type == "forecasting" -%}
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
 {%- else -%}
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 {%- endif %}
 from {{ cookiecutter.package_name }}.errors import GateFailed
 
@@ -44,6 +45,6 @@ def test_a_rerun_gives_identical_metrics_and_predictions(project, problem, param
     _, test, schema = features.read_processed(project.processed)
     X = test[list(schema)]
     np.testing.assert_array_equal(
-        task.predict(old.model, X).values, task.predict(new.model, X).values
+        PROBLEM_TYPE.predict(old.model, X).values, PROBLEM_TYPE.predict(new.model, X).values
     )
 {%- endif %}

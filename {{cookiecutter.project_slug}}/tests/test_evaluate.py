@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, task, train
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateFailed
@@ -19,7 +21,7 @@ def report(
     return {
         "primary": {
             "metric": metric,
-            "greater_is_better": task.METRICS[metric].greater_is_better,
+            "greater_is_better": PROBLEM_TYPE.metrics[metric].greater_is_better,
             "candidate": candidate,
             "baseline": baseline,
             "ci": {"difference": list(difference_ci)},
@@ -28,7 +30,7 @@ def report(
 
 
 def better(value: float, by: float, metric: str) -> float:
-    return value + by if task.METRICS[metric].greater_is_better else value - by
+    return value + by if PROBLEM_TYPE.metrics[metric].greater_is_better else value - by
 
 
 def test_the_gate_passes_a_clearly_better_candidate(problem, params):
@@ -153,7 +155,7 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
     train.run(project.processed, project.models, problem, prepared)
     result = evaluate.run(project.processed, project.models, project.reports, problem, prepared)
 
-    assert set(result["candidate"]) == set(result["baseline"]) == set(task.METRICS)
+    assert set(result["candidate"]) == set(result["baseline"]) == set(PROBLEM_TYPE.metrics)
     low, high = result["primary"]["ci"]["candidate"]
     assert low <= result["primary"]["candidate"] <= high
     text = (project.reports / "evaluation.md").read_text()
@@ -220,7 +222,7 @@ def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
 
 
 def test_a_tiny_data_set_cannot_be_judged_and_exits_3(project, problem, monkeypatch, capsys):
-    frame = task.SAMPLES[problem.source.name]()
+    frame = PROBLEM_TYPE.samples[problem.source.name]()
 {%- if cookiecutter.problem_type == "forecasting" %}
     tiny = frame.tail(200)  # a test period of 40 steps: 27 origins, 2 blocks of the horizon
 {%- elif cookiecutter.problem_type == "anomaly_detection" %}

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import data, eda, features, task
+from {{ cookiecutter.package_name }} import data, eda, features
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import PreprocessingParams
 
 FIRST = ["Ada", "Ben", "Cleo", "Dara", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jun"]
@@ -49,7 +51,7 @@ def test_kinds_are_inferred_from_the_data():
 
 
 def test_inference_leaves_out_id_like_text_columns_and_dropped_columns(problem, caplog):
-    sample = task.SAMPLES[problem.source.name]()
+    sample = PROBLEM_TYPE.samples[problem.source.name]()
     sample["ticket"] = [f"T-{i:05d}" for i in range(len(sample))]
     sample["leak"] = 1.0
     inferred = features.resolve_features(sample, problem.model_copy(update={"drop": ["leak"]}))
@@ -75,7 +77,7 @@ def test_cleaning_keeps_repeated_rows_unless_asked_and_counts_both_rules():
 
 
 def test_a_high_cardinality_name_column_is_not_a_categorical_feature(problem, caplog):
-    sample = with_name_and_code(task.SAMPLES[problem.source.name]())
+    sample = with_name_and_code(PROBLEM_TYPE.samples[problem.source.name]())
     inferred = features.resolve_features(sample, problem)
     assert inferred.get("customer") != "categorical"
     assert inferred["region"] == "categorical"
@@ -118,7 +120,7 @@ def test_a_category_is_one_value_however_it_is_written():
 
 
 def test_the_eda_report_lists_left_out_columns_and_possible_codes(problem, tmp_path):
-    sample = with_name_and_code(task.SAMPLES[problem.source.name]())
+    sample = with_name_and_code(PROBLEM_TYPE.samples[problem.source.name]())
     kinds = features.resolve_features(sample, problem)
     dropped = features.dropped_columns(sample, problem)
     frame = features.normalise_types(sample, kinds)
@@ -155,7 +157,7 @@ def test_preprocessing_handles_missing_values_and_unseen_categories():
 
 
 def test_invalid_data_writes_nothing_downstream(project, problem, params):
-    raw = task.SAMPLES[problem.source.name]()
+    raw = PROBLEM_TYPE.samples[problem.source.name]()
     kinds = features.resolve_features(raw, problem)
     column = next(name for name, kind in kinds.items() if kind in ("numeric", "text", "datetime"))
     raw[column] = raw[column].astype(object)

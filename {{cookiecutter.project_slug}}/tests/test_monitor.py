@@ -10,7 +10,9 @@ import pytest
 from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor, task
+from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
@@ -49,7 +51,7 @@ def as_rows(frame: pd.DataFrame) -> list[dict]:
 
 def check(served, frame: pd.DataFrame, thresholds) -> dict:
     recent = monitor.recent_frame(as_rows(frame), served.metadata["features"])
-    outputs = task.predict(served.model, recent).values.tolist()
+    outputs = PROBLEM_TYPE.predict(served.model, recent).values.tolist()
     return monitor.compare(served.reference, recent, outputs, thresholds)
 
 
@@ -156,7 +158,7 @@ def test_labels_with_a_broken_relationship_report_a_performance_drop(
     result = report["performance"]
     assert result["status"] == "drift"
     assert result["primary"]["relative_drop"] > thresholds.max_metric_drop
-    assert set(result["metrics"]) == set(task.METRICS)
+    assert set(result["metrics"]) == set(PROBLEM_TYPE.metrics)
     assert report["drift"]
     assert report["drifted"] == []  # the inputs did not move; their relation to the target did
     assert json.loads((reports / "latest.json").read_text()) == report
@@ -266,7 +268,7 @@ def test_metrics_a_sample_cannot_define_are_undefined_with_a_reason(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning that escapes fails the test
         result = drift_report.performance(
-            single[target].to_numpy(), task.predict(served.model, frame), evaluation
+            single[target].to_numpy(), PROBLEM_TYPE.predict(served.model, frame), evaluation
         )
     for name, metric in result["metrics"].items():
         assert metric["recent"] is not None or metric["undefined"], name

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }} import data, features, task, train
+from {{ cookiecutter.package_name }} import data, features, train
+
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import DataError, exit_code
 
@@ -104,7 +106,7 @@ def test_new_rows_only_reach_training_and_the_test_rows_stay(project, problem, p
 
 
 def test_repeated_rows_stay_on_one_side_of_the_split_and_in_one_fold(project, params):
-    frame = with_repeats(task.SAMPLES[load_problem(project.problem).source.name]())
+    frame = with_repeats(PROBLEM_TYPE.samples[load_problem(project.problem).source.name]())
     problem = use_file(project, frame)
     data.collect(problem, project.raw, project.root)
     summary = prepare(project, problem, params)
@@ -119,12 +121,12 @@ def test_repeated_rows_stay_on_one_side_of_the_split_and_in_one_fold(project, pa
     X, y = train_rows.drop(columns=target), train_rows[target]
     groups = train.cv_groups(X, y)
     assert len(set(groups)) < len(groups)  # the repeats are in training too
-    for fit_idx, val_idx in task.cv_splitter(params.cv.folds, 0).split(X, y, groups=groups):
+    for fit_idx, val_idx in PROBLEM_TYPE.cv_splitter(params.cv.folds, 0).split(X, y, groups=groups):
         assert not set(groups[fit_idx]) & set(groups[val_idx])
 
 
 def test_dropping_repeated_rows_is_explicit_and_counted(project, params, caplog):
-    sample = task.SAMPLES[load_problem(project.problem).source.name]()
+    sample = PROBLEM_TYPE.samples[load_problem(project.problem).source.name]()
     frame = with_repeats(sample)
     problem = use_file(project, frame)
     edit_yaml(project.params, preprocessing__drop_duplicates=True)
@@ -143,7 +145,7 @@ def test_dropping_repeated_rows_is_explicit_and_counted(project, params, caplog)
 
 def test_rows_without_a_target_are_dropped_and_counted(project, params, caplog):
     caplog.set_level(logging.INFO)
-    frame = task.SAMPLES[load_problem(project.problem).source.name]()
+    frame = PROBLEM_TYPE.samples[load_problem(project.problem).source.name]()
     target = load_problem(project.problem).target.name
     frame.loc[[3, 30, 60], target] = None
     problem = use_file(project, frame)
@@ -183,7 +185,7 @@ def test_a_new_source_draws_a_new_split_and_archives_the_old_one(project, proble
 
 
 def test_a_source_whose_test_rows_are_all_gone_gets_a_new_split(project, params, caplog):
-    sample = task.SAMPLES[load_problem(project.problem).source.name]()
+    sample = PROBLEM_TYPE.samples[load_problem(project.problem).source.name]()
     half = len(sample) // 2
     problem = use_file(project, sample.iloc[:half])
     data.collect(problem, project.raw, project.root)

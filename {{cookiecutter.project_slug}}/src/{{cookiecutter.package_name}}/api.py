@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from . import task
 from .predictor import request_model
+from .problem_type import PROBLEM_TYPE
 from .service import openapi
 from .service.auth import ApiKey
 from .service.middleware import RequestGuard
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",
-        description=f"Predictions of the {task.PROBLEM_TYPE} model. Schema: the current bundle's features.",
+        description=f"Predictions of the {PROBLEM_TYPE.name} model. Schema: the current bundle's features.",
         version="1",
         lifespan=lifespan(settings, served, telemetry),
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from . import task
+from .problem_type import PROBLEM_TYPE
 from .errors import ConfigError
 
 FeatureKind = Literal["numeric", "categorical", "datetime", "text"]
@@ -26,8 +26,8 @@ class SampleSource(_Strict):
     @field_validator("name")
     @classmethod
     def _known_sample(cls, value: str) -> str:
-        if value not in task.SAMPLES:
-            raise ValueError(f"unknown sample {value!r}; valid choices: {', '.join(task.SAMPLES)}")
+        if value not in PROBLEM_TYPE.samples:
+            raise ValueError(f"unknown sample {value!r}; valid choices: {', '.join(PROBLEM_TYPE.samples)}")
         return value
 
 
@@ -58,7 +58,7 @@ class ProblemConfig(_Strict):
     """configs/problem.yaml: what the model must do and how success is judged."""
 
     problem_type: str
-    target: task.TargetSpec
+    target: PROBLEM_TYPE.TargetSpec
     features: dict[str, FeatureKind] | None = None
     drop: list[str] = []
     metric: str
@@ -68,15 +68,15 @@ class ProblemConfig(_Strict):
     @field_validator("problem_type")
     @classmethod
     def _matches_project(cls, value: str) -> str:
-        if value != task.PROBLEM_TYPE:
-            raise ValueError(f"this project was generated for {task.PROBLEM_TYPE!r}, got {value!r}")
+        if value != PROBLEM_TYPE.name:
+            raise ValueError(f"this project was generated for {PROBLEM_TYPE.name!r}, got {value!r}")
         return value
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if value not in task.METRICS:
-            raise ValueError(f"unknown metric {value!r}; valid choices: {', '.join(task.METRICS)}")
+        if value not in PROBLEM_TYPE.metrics:
+            raise ValueError(f"unknown metric {value!r}; valid choices: {', '.join(PROBLEM_TYPE.metrics)}")
         return value
 
 
@@ -106,9 +106,9 @@ class ModelParams(_Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value not in task.CANDIDATES:
+        if value not in PROBLEM_TYPE.candidates:
             raise ValueError(
-                f"unknown model {value!r}; valid choices: {', '.join(task.CANDIDATES)}"
+                f"unknown model {value!r}; valid choices: {', '.join(PROBLEM_TYPE.candidates)}"
             )
         return value
 
@@ -119,8 +119,8 @@ class BaselineParams(_Strict):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in task.BASELINE_STRATEGIES:
-            choices = ", ".join(task.BASELINE_STRATEGIES)
+        if value not in PROBLEM_TYPE.baseline_strategies:
+            choices = ", ".join(PROBLEM_TYPE.baseline_strategies)
             raise ValueError(f"unknown strategy {value!r}; valid choices: {choices}")
         return value
 

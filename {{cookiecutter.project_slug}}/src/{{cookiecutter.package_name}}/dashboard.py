@@ -12,7 +12,8 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markdown_it import MarkdownIt
 
-from . import registry, task
+from . import registry
+from .problem_type import PROBLEM_TYPE
 
 _templates = Environment(
     loader=PackageLoader(__package__, "templates"), autoescape=select_autoescape(["html"])
@@ -65,12 +66,14 @@ def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
                 "baseline": evaluation["baseline"][name],
                 "candidate": evaluation["candidate"][name],
                 # None for a description of unlabelled predictions, which is not a metric
-                "greater_is_better": getattr(task.METRICS.get(name), "greater_is_better", None),
+                "greater_is_better": getattr(
+                    PROBLEM_TYPE.metrics.get(name), "greater_is_better", None
+                ),
             }
             for name in evaluation["candidate"]
         ]
     return _templates.get_template("dashboard.html").render(
-        problem_type=task.PROBLEM_TYPE,
+        problem_type=PROBLEM_TYPE.name,
         served=served,
         reason=state.reason,
         reload_error=state.reload_error,

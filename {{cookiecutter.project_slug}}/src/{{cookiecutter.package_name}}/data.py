@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import task
+from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, FileSource, Params, ProblemConfig, SampleSource, SqlSource
 from .errors import DataError
 
@@ -36,7 +36,7 @@ def read_csv(path: Path) -> pd.DataFrame:
 def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd.DataFrame:
     """Read the data named by problem.yaml `source`."""
     if isinstance(source, SampleSource):
-        return task.SAMPLES[source.name]()
+        return PROBLEM_TYPE.samples[source.name]()
     if isinstance(source, FileSource):
         path = source.path if source.path.is_absolute() else root / source.path
         if not path.exists():
@@ -206,7 +206,7 @@ def validation_schema(problem: ProblemConfig, params: Params, features: dict[str
         for name, kind in features.items()
     }
     if problem.target.name is not None:  # anomaly labels, for one, are optional
-        columns[problem.target.name] = task.target_column(problem.target)
+        columns[problem.target.name] = PROBLEM_TYPE.target_column(problem.target)
     return pa.DataFrameSchema(columns, strict=False)
 
 
@@ -216,7 +216,7 @@ def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features)
 
     schema = validation_schema(problem, params, features)
 {% if cookiecutter.problem_type == "forecasting" %}    # The time of each row as read from its timestamp column(s): dates, years, periods.
-    df = df.assign(**{problem.target.time_column: task.timestamps(df, problem.target)})
+    df = df.assign(**{problem.target.time_column: PROBLEM_TYPE.timestamps(df, problem.target)})
 {% endif %}    try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, ks_2samp
 
-if TYPE_CHECKING:  # task.py of a type may register checks: no import of config here
+if TYPE_CHECKING:  # PROBLEM_TYPE.py of a type may register checks: no import of config here
     from .config import MonitoringParams
 
 EPSILON = 1e-4  # stands in for the share of an empty bin, so that PSI stays finite
@@ -444,7 +444,7 @@ def reference_statistics(
 ) -> dict:
     """Training distributions of inputs and outputs, the yardstick for drift monitoring.
 
-    `predictions` is the type's reference of its outputs (`task.prediction_reference`)."""
+    `predictions` is the type's reference of its outputs (`PROBLEM_TYPE.prediction_reference`)."""
     return {
         "rows": len(X) if rows is None else rows,
         "features": {name: feature_reference(kind, X[name]) for name, kind in features.items()},

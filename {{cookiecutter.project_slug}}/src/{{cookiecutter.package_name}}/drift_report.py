@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import drift, task
+from . import drift
 from .config import MonitoringParams
 from .data import read_csv, write_json
 from .errors import CannotTell, DataError, DriftDetected
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def _metric(name: str, y: np.ndarray, predictions, reference) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # kept out of the console: the report says why
         try:
-            value = drift.finite(task.METRICS[name].compute(y, predictions))
+            value = drift.finite(PROBLEM_TYPE.metrics[name].compute(y, predictions))
             problem = None
         except ValueError as exc:
             value, problem = None, str(exc)
@@ -133,7 +134,7 @@ def performance(y: np.ndarray, predictions, evaluation: dict) -> dict:
     """Every metric on the labelled recent rows against the test-set evaluation."""
     metrics = {
         name: _metric(name, y, predictions, evaluation["candidate"].get(name))
-        for name in task.METRICS
+        for name in PROBLEM_TYPE.metrics
     }
     primary = evaluation["primary"]
     name = primary["metric"]

@@ -16,9 +16,9 @@ import pandas as pd
 import yaml
 from sklearn.feature_extraction.text import CountVectorizer
 
-from . import task
 from .config import FeatureKind
 from .features import parse_dates, tokenize
+from .problem_type import PROBLEM_TYPE
 from .tables import dropped_section, markdown, rows_section
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def correlation_figure(df: pd.DataFrame, columns: list[str]):
 
 def target_figure(y: pd.Series):
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    task.plot_target(ax, y)
+    PROBLEM_TYPE.plot_target(ax, y)
     ax.set_title(f"target: {y.name}")
     fig.tight_layout()
     return fig

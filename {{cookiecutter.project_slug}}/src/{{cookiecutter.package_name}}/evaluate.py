@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from . import bundle, registry, task
+from . import bundle, registry
 from .config import Params, ProblemConfig
 from .data import write_json
 from .errors import CannotTell, DataError, GateFailed
 from .features import read_processed
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def bootstrap_primary(
     With `block` > 1 it draws blocks of that many consecutive units (forecast origins that
     share most of their target steps), so neighbours do not pretend to be more evidence
     than they are. None with fewer than two blocks: nothing to resample."""
-    compute = task.METRICS[metric].compute
+    compute = PROBLEM_TYPE.metrics[metric].compute
     starts = np.arange(0, len(y), block)
     if len(starts) < 2:
         return None
@@ -47,8 +48,8 @@ def bootstrap_primary(
     def statistic(drawn: np.ndarray) -> np.ndarray:
         rows = (starts[drawn.astype(int)][:, None] + np.arange(block)).ravel()
         rows = rows[rows < len(y)]  # the last block may be shorter
-        c = compute(y[rows], task.subset(candidate, rows))
-        b = compute(y[rows], task.subset(baseline, rows))
+        c = compute(y[rows], PROBLEM_TYPE.subset(candidate, rows))
+        b = compute(y[rows], PROBLEM_TYPE.subset(baseline, rows))
         return np.array([c, b, c - b])
 
     with warnings.catch_warnings():
@@ -74,11 +75,11 @@ def primary_score(
 ) -> float | None:
     """The primary metric of a bundle on the labelled `period` (with `history` before it),
     or None if the bundle does not fit the data (other features, another series)."""
-    held_out = task.held_out(model_bundle, history, period, problem.target)
+    held_out = PROBLEM_TYPE.held_out(model_bundle, history, period, problem.target)
     if held_out is None or held_out[0] is None:
         return None
     y, candidate, _ = held_out
-    return task.METRICS[problem.metric].compute(y, candidate)
+    return PROBLEM_TYPE.metrics[problem.metric].compute(y, candidate)
 
 
 def champion_scores(
@@ -205,10 +206,10 @@ def gate(report: dict, problem: ProblemConfig, params: Params) -> tuple[str, str
 
 def _scores(y, predictions) -> dict[str, float | None]:
     """Every metric; one undefined for this sample is None (its reason is in `undefined`)."""
-    undefined = task.undefined(y, predictions)
+    undefined = PROBLEM_TYPE.undefined(y, predictions)
     return {
         name: None if name in undefined else value
-        for name, value in task.score(y, predictions).items()
+        for name, value in PROBLEM_TYPE.score(y, predictions).items()
     }
 
 
@@ -222,7 +223,7 @@ def evaluate(
     """Every metric for both models on the test set, plus intervals for the primary metric.
 
     Returns the report and (truth, candidate, baseline) for the figures."""
-    held_out = task.held_out(model_bundle, train, test, problem.target)
+    held_out = PROBLEM_TYPE.held_out(model_bundle, train, test, problem.target)
     if held_out is None:
         raise DataError("the test set does not fit the model: run `prepare` and `train` again")
     y, candidate, baseline = held_out
@@ -232,23 +233,23 @@ def evaluate(
         "version": model_bundle.version,
         "train_rows": len(train),
         "test_rows": len(test),
-        **task.test_facts(problem.target, y),
+        **PROBLEM_TYPE.test_facts(problem.target, y),
         "labelled": y is not None,
-        "too_small": None if y is None else task.too_small(y, problem.target, params.gate),
-        "undefined": {} if y is None else task.undefined(y, candidate),
+        "too_small": None if y is None else PROBLEM_TYPE.too_small(y, problem.target, params.gate),
+        "undefined": {} if y is None else PROBLEM_TYPE.undefined(y, candidate),
         "candidate": candidate_scores,
         "baseline": baseline_scores,
         "tables": {
             title: json.loads(table.to_json(orient="records"))
-            for title, table in task.evaluation_tables(y, candidate, baseline).items()
+            for title, table in PROBLEM_TYPE.evaluation_tables(y, candidate, baseline).items()
         },
         "primary": {
             "metric": metric,
-            "greater_is_better": task.METRICS[metric].greater_is_better,
+            "greater_is_better": PROBLEM_TYPE.metrics[metric].greater_is_better,
             "candidate": candidate_scores.get(metric),
             "baseline": baseline_scores.get(metric),
             "confidence": params.evaluation.confidence,
-            "block": task.resampling_block(problem.target),
+            "block": PROBLEM_TYPE.resampling_block(problem.target),
             "ci": None,
         },
         "cv": model_bundle.metadata["cv"],
@@ -305,7 +306,7 @@ def _markdown(report: dict, figures: list[Path], reports_dir: Path) -> str:
         "",
         f"Training set: {report['train_rows']} rows. Held-out test set: {report['test_rows']} "
         "rows, never used for training or selection.",
-        *task.describe_test(report),
+        *PROBLEM_TYPE.describe_test(report),
         "",
         f"**Gate: {verdict.upper()}** — {report['gate']['reason']}.",
         "",
@@ -362,7 +363,7 @@ def run(
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
     train, test, _ = read_processed(processed_dir)
     report, (y, candidate, baseline) = evaluate(model_bundle, train, test, problem, params)
-    recent = None if holdout is None else task.holdout_frame(holdout, problem.target)
+    recent = None if holdout is None else PROBLEM_TYPE.holdout_frame(holdout, problem.target)
     if recent is not None:
         report["holdout"] = _holdout_report(model_bundle, train, test, recent, problem)
     report["champion"] = champion_scores(
@@ -373,7 +374,7 @@ def run(
 
     figures_dir = reports_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    figures = task.evaluation_figures(
+    figures = PROBLEM_TYPE.evaluation_figures(
         y, candidate, baseline, train, test, problem.target, figures_dir
     )
     _write_reports(report, figures, model_bundle, reports_dir)

@@ -26,7 +26,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from . import task
+from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
 from .data import ROW_ID, row_content, row_ids, validate, write_json
 from .errors import DataError
@@ -499,7 +499,7 @@ def _train_and_test(
         _archive(processed_dir, previous, reason)
     target = problem.target.name
     stratify = params.split.stratify and target is not None
-    strata = task.strata(cleaned[target]) if stratify else None
+    strata = PROBLEM_TYPE.strata(cleaned[target]) if stratify else None
     train, test = split(cleaned, strata, params.split)
     write_json(
         split_path,

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import bundle, drift, drift_report, task
+from . import bundle, drift, drift_report
 from .config import MonitoringParams
 from .drift_report import read_data
 from .errors import DataError
 from .predictor import to_frame
+from .problem_type import PROBLEM_TYPE
 
 DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
 WORDING = drift_report.Wording()
@@ -121,14 +122,17 @@ def run(
     source["predictions"] = "the log"
     predictions = None
     if outputs is None:
-        predictions = task.predict(served.model, frame)
+        predictions = PROBLEM_TYPE.predict(served.model, frame)
         outputs = predictions.values.tolist()
         source["predictions"] = "the current model"
     comparison = compare(served.reference, frame, outputs, thresholds)
     labelled = None
     if labels is not None and labels.notna().any():
         known = labels.notna().to_numpy()
-        labelled = (labels[known].to_numpy(), task.subset(predictions, np.flatnonzero(known)))
+        labelled = (
+            labels[known].to_numpy(),
+            PROBLEM_TYPE.subset(predictions, np.flatnonzero(known)),
+        )
     return drift_report.conclude(
         served, comparison, source, labelled, thresholds, reports_dir, WORDING
     )

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from . import task
 from .bundle import Bundle
 from .features import category_text, parse_date
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -248,15 +248,15 @@ class FastPath:
             column.fill(X, [row.get(column.name) for row in rows])
         return X
 
-    def predict(self, rows: Sequence[Row]) -> task.Predictions:
+    def predict(self, rows: Sequence[Row]) -> PROBLEM_TYPE.Predictions:
         outputs = self.session.run(None, {self.input: self.features(rows).astype(np.float32)})
-        return task.from_onnx(outputs, self.classes)
+        return PROBLEM_TYPE.from_onnx(outputs, self.classes)
 
     def _check(self, pipeline) -> None:
         """Compare with the reference on rows that mix every probe value and gaps."""
         rows = _check_rows(self.schema)
-        expected = task.predict(pipeline, to_frame(rows, self.schema))
-        if not task.same_predictions(self.predict(rows), expected):
+        expected = PROBLEM_TYPE.predict(pipeline, to_frame(rows, self.schema))
+        if not PROBLEM_TYPE.same_predictions(self.predict(rows), expected):
             raise FastPathMismatch("compiled predictions differ from the pipeline's")
 
 
@@ -300,12 +300,12 @@ class Predictor:
             except FastPathMismatch as exc:
                 log.warning("fast path disabled, serving with scikit-learn: %s", exc)
 
-    def reference(self, rows: Sequence[Row]) -> task.Predictions:
-        return task.predict(self.pipeline, to_frame(rows, self.schema))
+    def reference(self, rows: Sequence[Row]) -> PROBLEM_TYPE.Predictions:
+        return PROBLEM_TYPE.predict(self.pipeline, to_frame(rows, self.schema))
 
-    def predict(self, rows: Sequence[Row]) -> task.Predictions:
+    def predict(self, rows: Sequence[Row]) -> PROBLEM_TYPE.Predictions:
         return self.fast.predict(rows) if self.fast else self.reference(rows)
 
-    def predict_request(self, body: BaseModel) -> task.Predictions:
+    def predict_request(self, body: BaseModel) -> PROBLEM_TYPE.Predictions:
         """Predictions for a validated request body (see `request_model`)."""
         return self.predict([row.model_dump(by_alias=True) for row in body.instances])

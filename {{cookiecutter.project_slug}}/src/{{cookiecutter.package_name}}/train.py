@@ -14,11 +14,12 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedGroupKFold
 
-from . import bundle, drift, task
+from . import bundle, drift
 from .config import FeatureKind, Params, ProblemConfig
 from .data import sha256_file
 from .errors import CannotTell, ConfigError
 from .features import TRAIN_FILE, model_pipeline, parse_dates, read_processed
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ def _enough_for_folds(splitter, y: pd.Series, groups: np.ndarray, folds: int) ->
 def cross_validate(pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params: Params) -> dict:
     """Score the primary metric fold by fold on the training set only, with every copy of a
     repeated row in the same fold, so no fold is scored on rows it was fitted on."""
-    spec = task.METRICS[metric]
+    spec = PROBLEM_TYPE.metrics[metric]
     scorer = get_scorer(spec.scorer)
     sign = -1.0 if spec.scorer.startswith("neg_") else 1.0
-    splitter = task.cv_splitter(params.cv.folds, params.split.seed)
+    splitter = PROBLEM_TYPE.cv_splitter(params.cv.folds, params.split.seed)
     groups = cv_groups(X, y)
     _enough_for_folds(splitter, y, groups, params.cv.folds)
     scores = []
@@ -88,7 +89,9 @@ def fit(
     target = problem.target.name
     X, y = train[list(features)], None if target is None else train[target]
     try:
-        estimator = task.make_candidate(params.model.name, params.model.params, params.split.seed)
+        estimator = PROBLEM_TYPE.make_candidate(
+            params.model.name, params.model.params, params.split.seed, problem.target
+        )
     except ValueError as exc:
         raise ConfigError(f"params.yaml model.params: {exc}") from exc
     candidate = model_pipeline(features, params.preprocessing, estimator)
@@ -99,7 +102,10 @@ def fit(
         cv = cross_validate(candidate, X, y, problem.metric, params)
         log.info("cv %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
     candidate.fit(X, y)
-    baseline = task.make_baseline(params.baseline.strategy, params.split.seed).fit(X, y)
+    baseline = PROBLEM_TYPE.make_baseline(
+        params.baseline.strategy, params.split.seed, problem.target
+    )
+    baseline.fit(X, y)
     return TrainResult(model=candidate, baseline=baseline, cv=cv)
 
 
@@ -150,7 +156,7 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
     result = fit(train, features, problem, params)
     X = train[list(features)]
     metadata = {
-        "problem_type": task.PROBLEM_TYPE,
+        "problem_type": PROBLEM_TYPE.name,
         "target": problem.target.name,
         "features": feature_schema(X, features),
         "model": params.model.model_dump(),
@@ -161,7 +167,7 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "cv": result.cv,
         "library_versions": _versions(),
     }
-    outputs = task.prediction_reference(task.predict(result.model, X))
+    outputs = PROBLEM_TYPE.prediction_reference(PROBLEM_TYPE.predict(result.model, X))
     reference = drift.reference_statistics(X, features, outputs)
     if "text" in features.values():
         # TF-IDF has no compiled fast path: the service runs the scikit-learn pipeline.

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from .. import task
+from ..problem_type import PROBLEM_TYPE
 
 COMPONENTS = "#/components/schemas/"
 
@@ -57,7 +57,7 @@ def install(app: FastAPI, request_model: type[BaseModel], with_key: bool) -> Non
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for model in (request_model, task.PredictResponse, ValidationErrors):
+            for model in (request_model, PROBLEM_TYPE.PredictResponse, ValidationErrors):
                 schema = model.model_json_schema(ref_template=COMPONENTS + "{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from .. import task
+from ..problem_type import PROBLEM_TYPE
 
 
 class PredictionLog:
@@ -75,7 +75,10 @@ class Metrics:
             registry=self.registry,
         )
         self.predictions = Counter(
-            "predictions_total", task.PREDICTION_METRIC_HELP, ["value"], registry=self.registry
+            "predictions_total",
+            PROBLEM_TYPE.prediction_metric_help,
+            ["value"],
+            registry=self.registry,
         )
         self.predicted: dict[str, Any] = {}
         self.log_dropped = Counter(

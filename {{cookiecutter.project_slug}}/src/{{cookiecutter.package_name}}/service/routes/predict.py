@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from ... import task
+from ...problem_type import PROBLEM_TYPE
 from ..auth import ApiKey
 from ..models import ServedModel
 from ..telemetry import Telemetry
@@ -45,9 +45,9 @@ class Predict:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
         predictions = predictor.predict_request(body)
-        payload = json.dumps(task.response(predictions, predictor.version)).encode()
+        payload = json.dumps(PROBLEM_TYPE.response(predictions, predictor.version)).encode()
         self.telemetry.metrics.count_predictions(
-            task.prediction_counts(predictions, predictor.prediction_reference)
+            PROBLEM_TYPE.prediction_counts(predictions, predictor.prediction_reference)
         )
         self.telemetry.record(raw, payload)
         return Response(payload, media_type="application/json")

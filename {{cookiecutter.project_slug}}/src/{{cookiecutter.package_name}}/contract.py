@@ -1,0 +1,164 @@
+"""The problem-type contract: what every problem type provides to the shared stages.
+
+`problem_type.py` holds this project's one implementation and exposes it as
+`PROBLEM_TYPE`. The shared modules (data, features, train, evaluate, monitor, the service)
+call only the members below and never ask which type they serve. A new type subclasses
+`ProblemType` (or a base for its kind of data, such as `rows.RowProblemType`), fills in the
+abstract members, and overrides a default only where its data needs it.
+
+Vocabulary:
+
+- a *unit* is what one prediction is about: a row for tabular and text data, a forecast
+  origin for a series;
+- `Predictions` is the type's own frozen dataclass; `values` holds one prediction per unit
+  (a label, a number, an anomaly flag, or a row of forecasts for every step ahead) and
+  may carry more fields (probabilities, scores);
+- `spec` is the validated `target` section of configs/problem.yaml, an instance of the
+  type's `TargetSpec`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric the gate, the report and the monitor can use."""
+
+    greater_is_better: bool
+    scorer: str  # scikit-learn scorer name for cross-validation ("" where the type backtests)
+    compute: Callable[[np.ndarray, Any], float]
+
+
+class ProblemType(ABC):
+    """One kind of machine-learning problem, end to end.
+
+    Class attributes describe the choices configs/problem.yaml and params.yaml offer;
+    methods turn models and data into predictions, scores and report sections.
+    """
+
+    #: the `problem_type` answer this implementation serves, e.g. "regression"
+    name: ClassVar[str]
+    #: help text of the service's prediction counter
+    prediction_metric_help: ClassVar[str]
+    #: bundled sample data sets by name (`source.name` with `source.kind: sample`)
+    samples: ClassVar[dict[str, Callable[[], pd.DataFrame]]]
+    #: candidate models by the name params.yaml `model.name` uses
+    candidates: ClassVar[dict[str, type]]
+    #: the baseline strategies params.yaml `baseline.strategy` may name
+    baseline_strategies: ClassVar[tuple[str, ...]]
+    #: metrics by the name problem.yaml `metric` may name
+    metrics: ClassVar[dict[str, Metric]]
+    #: the pydantic model of problem.yaml's `target` section
+    TargetSpec: ClassVar[type[BaseModel]]
+    #: the pydantic model of a /v1/predict answer, for the OpenAPI schema
+    PredictResponse: ClassVar[type[BaseModel]]
+    #: the frozen dataclass `predict` returns
+    Predictions: ClassVar[type]
+
+    # --- stage 2: data -------------------------------------------------------------------
+
+    @abstractmethod
+    def target_column(self, spec):
+        """The target's contract as a pandera column, checked when data is validated."""
+
+    def timestamps(self, raw: pd.DataFrame, spec) -> pd.Series | None:
+        """The time of each raw row, when the type orders data in time; None otherwise."""
+        return None
+
+    # --- stage 4: models -----------------------------------------------------------------
+
+    @abstractmethod
+    def make_candidate(self, name: str, params: dict, seed: int, spec):
+        """The treatment: an unfitted candidate model. ValueError names a bad parameter."""
+
+    @abstractmethod
+    def make_baseline(self, strategy: str, seed: int, spec):
+        """The control: an unfitted model that ignores what the candidate learns from."""
+
+    @abstractmethod
+    def predict(self, model, X: pd.DataFrame):
+        """A fitted model's `Predictions` for the units of `X`."""
+
+    @abstractmethod
+    def prediction_reference(self, predictions) -> dict:
+        """A JSON summary of the training predictions, the yardstick of prediction drift
+        and of `prediction_counts`."""
+
+    # --- stage 5: evaluation -------------------------------------------------------------
+
+    @abstractmethod
+    def score(self, y: np.ndarray, predictions) -> dict[str, float]:
+        """Every metric in `metrics`; one that `undefined` names may be NaN here."""
+
+    @abstractmethod
+    def subset(self, predictions, index: np.ndarray):
+        """The predictions of the units at `index`, for the bootstrap."""
+
+    @abstractmethod
+    def held_out(self, model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec):
+        """Truth, candidate predictions and baseline predictions on `period` (`history` is
+        the data before it), or None when `period` lacks the columns to judge."""
+
+    def holdout_frame(self, holdout: pd.DataFrame, spec) -> pd.DataFrame:
+        """Recent labelled data, in the form `held_out` takes as its `period`."""
+        return holdout
+
+    def resampling_block(self, spec) -> int:
+        """How many consecutive units the bootstrap draws together: 1 for independent units."""
+        return 1
+
+    def too_small(self, y: np.ndarray, spec, gate) -> str | None:
+        """Why the test units are too few for a verdict (`gate`: params.gate), or None."""
+        if len(y) < gate.min_test_rows:
+            return (
+                f"{len(y)} labelled test rows, the gate needs {gate.min_test_rows} "
+                "(gate.min_test_rows): add data or raise split.test_size"
+            )
+        return None
+
+    def undefined(self, y: np.ndarray, predictions) -> dict[str, str]:
+        """Metrics this sample cannot define, with the reason: reported so, never as NaN."""
+        return {}
+
+    def test_facts(self, spec, y: np.ndarray | None) -> dict:
+        """What the report records about the test set besides its size."""
+        return {}
+
+    def describe_test(self, report: dict) -> list[str]:
+        """Markdown lines about the test set besides its size."""
+        return []
+
+    def evaluation_tables(self, y: np.ndarray, candidate, baseline) -> dict[str, pd.DataFrame]:
+        """Extra tables for the evaluation report, by heading."""
+        return {}
+
+    @abstractmethod
+    def evaluation_figures(
+        self, y: np.ndarray, candidate, baseline, history, period, spec, out_dir: Path
+    ) -> list[Path]:
+        """The candidate's figures on the test set, saved in `out_dir`."""
+
+    @abstractmethod
+    def plot_target(self, ax, y: pd.Series) -> None:
+        """The target's distribution, drawn on a matplotlib axis for the EDA report."""
+
+    # --- stage 6: serving ----------------------------------------------------------------
+
+    @abstractmethod
+    def response(self, predictions, version: str) -> dict:
+        """The JSON body of a /v1/predict answer; it validates against `PredictResponse`."""
+
+    @abstractmethod
+    def prediction_counts(self, predictions, reference: dict) -> dict[str, int]:
+        """Predictions counted by bucket (class, decile, flag) for the service's metrics;
+        `reference` is what `prediction_reference` returned at training."""
