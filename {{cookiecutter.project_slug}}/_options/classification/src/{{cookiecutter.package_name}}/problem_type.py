@@ -1,0 +1,72 @@
+"""The problem type of this project, classification: sample data, control, treatment, metrics."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+from sklearn.datasets import load_wine
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from .contract import Metric
+from .labels import METRICS, LabelProblemType, Predictions
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    labels: list[str | int] | None = None
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers."""
+
+    model_version: str
+    predictions: list[str | int]
+    probabilities: list[dict[str, float]]
+
+
+def _load_wine() -> pd.DataFrame:
+    bunch = load_wine(as_frame=True)
+    frame = bunch.frame.drop(columns="target")
+    frame["cultivar"] = bunch.target_names[bunch.target]
+    return frame
+
+
+def _roc_auc(y: np.ndarray, p: Predictions) -> float:
+    if not np.isin(p.classes, y).all():
+        return float("nan")  # undefined when a class has no row in the sample
+    if len(p.classes) == 2:
+        return float(roc_auc_score(y, p.proba[:, 1]))
+    return float(roc_auc_score(y, p.proba, multi_class="ovr", labels=p.classes))
+
+
+class Classification(LabelProblemType):
+    """A class per row of features, judged against a model that ignores them."""
+
+    name = "classification"
+    prediction_metric_help = "Predicted rows by class."
+    samples: ClassVar = {"wine": _load_wine}
+    candidates: ClassVar = {
+        "logistic_regression": LogisticRegression,
+        "random_forest": RandomForestClassifier,
+        "hist_gradient_boosting": HistGradientBoostingClassifier,
+    }
+    metrics: ClassVar = {**METRICS, "roc_auc": Metric(True, "roc_auc_ovr", _roc_auc)}
+    TargetSpec = TargetSpec
+    PredictResponse = PredictResponse
+
+    def undefined(self, y: np.ndarray, predictions: Predictions) -> dict[str, str]:
+        """ROC AUC when a class has no row in the sample, with the reason."""
+        absent = [str(c) for c in predictions.classes[~np.isin(predictions.classes, y)]]
+        return {"roc_auc": f"no row of class {', '.join(absent)}"} if absent else {}
+
+
+PROBLEM_TYPE = Classification()

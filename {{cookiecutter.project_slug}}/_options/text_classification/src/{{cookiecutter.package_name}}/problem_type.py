@@ -1,0 +1,80 @@
+"""The problem type of this project, text classification: star ratings from review text.
+
+The ratings are classes (1 to 5 stars) but also ordered, so besides macro F1 and accuracy
+the metrics include the mean absolute error in stars: predicting 4 for a 5 is a smaller
+mistake than predicting 1.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import mean_absolute_error
+from sklearn.naive_bayes import ComplementNB
+
+from . import reviews
+from .contract import Metric
+from .labels import METRICS, LabelProblemType
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    labels: list[int] | None = None
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers."""
+
+    model_version: str
+    predictions: list[int] = Field(description="Predicted star rating per text")
+    probabilities: list[dict[str, float]] = Field(
+        description="Probability of each star rating per text, keyed by the rating"
+    )
+
+
+class TextClassification(LabelProblemType):
+    """A star rating per text, judged against a model that ignores the words."""
+
+    name = "text_classification"
+    prediction_metric_help = "Predicted texts by star rating."
+    samples: ClassVar = {"reviews": reviews.generate}
+    # Linear models on TF-IDF features (built in features.py for every `text` column): fast,
+    # strong on short texts, and their coefficients show which words drive each rating.
+    candidates: ClassVar = {
+        "logistic_regression": LogisticRegression,
+        "naive_bayes": ComplementNB,
+    }
+    metrics: ClassVar = {
+        **METRICS,
+        # the scale is ordered: how many stars off the prediction is, on average
+        "mae": Metric(
+            False,
+            "neg_mean_absolute_error",
+            lambda y, p: float(
+                mean_absolute_error(np.asarray(y, float), np.asarray(p.values, float))
+            ),
+        ),
+    }
+    TargetSpec = TargetSpec
+    PredictResponse = PredictResponse
+    row_noun = "reviews"
+
+    def label_checks(self) -> list:
+        """Ratings are whole numbers: the scale is ordered, a half star is a typo."""
+        import pandera.pandas as pa
+
+        whole = pa.Check(
+            lambda s: pd.to_numeric(s, errors="coerce").mod(1).eq(0), name="is_whole_number"
+        )
+        return [whole]
+
+
+PROBLEM_TYPE = TextClassification()
