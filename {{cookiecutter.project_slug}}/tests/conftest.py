@@ -50,16 +50,39 @@ def edit_yaml(path: Path, **changes) -> None:
     path.write_text(yaml.safe_dump(content, sort_keys=False))
 
 
+def scratch_project(tmp_path_factory, name: str) -> Paths:
+    """A fresh project root named `name` with this project's configs."""
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
+    return Paths(root)
+
+
+def run_pipeline(paths: Paths) -> Paths:
+    """Collect, prepare, train and evaluate as `make pipeline` does, with `quick` params."""
+    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+
+    problem, params = load_problem(paths.problem), quick(load_params(paths.params))
+    data.collect(problem, paths.raw, paths.root)
+    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    train.run(paths.processed, paths.models, problem, params)
+    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Paths:
+    """A project whose pipeline ran on the sample: collected, prepared, trained and
+    evaluated (promoted). Trained once per test session; tests copy what they change."""
+    return run_pipeline(scratch_project(tmp_path_factory, "trained"))
+
+
 @pytest.fixture(scope="session")
 def mixed_project(tmp_path_factory) -> Paths:
     """A project trained on the sample plus a number (where it has none), a text category, a
     date and gaps: every feature kind the service handles. Trained once per test session."""
-    from {{ cookiecutter.package_name }} import data, evaluate, features, train
     from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
-    root = tmp_path_factory.mktemp("mixed")
-    shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
-    paths = Paths(root)
+    paths = scratch_project(tmp_path_factory, "mixed")
     problem = load_problem(paths.problem)
     frame = PROBLEM_TYPE.samples[problem.source.name]()
     numbers = frame.select_dtypes("number").columns.drop(problem.target.name, errors="ignore")
@@ -74,18 +97,12 @@ def mixed_project(tmp_path_factory) -> Paths:
     )
     frame.loc[::7, first] = None
     frame.loc[::11, "band"] = None
-    (root / "data" / "external").mkdir(parents=True)
-    frame.to_csv(root / "data" / "external" / "mixed.csv", index=False)
+    (paths.root / "data" / "external").mkdir(parents=True)
+    frame.to_csv(paths.root / "data" / "external" / "mixed.csv", index=False)
     # This project is about feature kinds, not the score: the gate only has to let it through.
     edit_yaml(
         paths.problem,
         source={"kind": "file", "path": "data/external/mixed.csv"},
         success_threshold=0.3,
     )
-    problem, params = load_problem(paths.problem), quick(load_params(paths.params))
-
-    data.collect(problem, paths.raw, paths.root)
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
-    train.run(paths.processed, paths.models, problem, params)
-    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
-    return paths
+    return run_pipeline(paths)
