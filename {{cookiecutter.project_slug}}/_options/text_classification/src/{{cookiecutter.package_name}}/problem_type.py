@@ -18,7 +18,7 @@ from sklearn.naive_bayes import ComplementNB
 
 from . import reviews
 from .contract import Metric
-from .labels import METRICS, LabelProblemType
+from .labels import METRICS, LabelProblemType, Predictions
 
 
 class TargetSpec(BaseModel):
@@ -40,6 +40,11 @@ class PredictResponse(BaseModel):
     )
 
 
+def _stars_off(y: np.ndarray, p: Predictions) -> float:
+    """How many stars off the predictions are, on average: the scale is ordered."""
+    return float(mean_absolute_error(np.asarray(y, float), np.asarray(p.values, float)))
+
+
 class TextClassification(LabelProblemType):
     """A star rating per text, judged against a model that ignores the words."""
 
@@ -52,23 +57,13 @@ class TextClassification(LabelProblemType):
         "logistic_regression": LogisticRegression,
         "naive_bayes": ComplementNB,
     }
-    metrics: ClassVar = {
-        **METRICS,
-        # the scale is ordered: how many stars off the prediction is, on average
-        "mae": Metric(
-            False,
-            "neg_mean_absolute_error",
-            lambda y, p: float(
-                mean_absolute_error(np.asarray(y, float), np.asarray(p.values, float))
-            ),
-        ),
-    }
+    metrics: ClassVar = {**METRICS, "mae": Metric(False, "neg_mean_absolute_error", _stars_off)}
     TargetSpec = TargetSpec
     PredictResponse = PredictResponse
     row_noun = "reviews"
 
     def label_checks(self) -> list:
-        """Ratings are whole numbers: the scale is ordered, a half star is a typo."""
+        """Ratings are whole numbers of stars: 4.5 is not on the scale."""
         import pandera.pandas as pa
 
         whole = pa.Check(
