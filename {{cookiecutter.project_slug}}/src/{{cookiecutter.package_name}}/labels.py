@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
@@ -27,6 +28,16 @@ from sklearn.metrics import (
 
 from .contract import Metric
 from .rows import RowProblemType
+
+
+class LabelTargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml: the label column and, optionally, every
+    label it may hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    labels: list[str | int] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,15 +77,16 @@ class LabelProblemType(RowProblemType):
     """A class per row, judged against a model that ignores the features."""
 
     baseline_strategies = ("most_frequent", "prior", "stratified", "uniform")
+    TargetSpec = LabelTargetSpec
     Predictions = Predictions
     #: what the target's bar chart counts, e.g. "rows" or "reviews"
     row_noun: ClassVar[str] = "rows"
 
-    def make_baseline(self, strategy: str, seed: int, spec) -> DummyClassifier:
+    def make_baseline(self, strategy: str, seed: int, spec: LabelTargetSpec) -> DummyClassifier:
         """The control group: a model that ignores the features."""
         return DummyClassifier(strategy=strategy, random_state=seed)
 
-    def make_candidate(self, name: str, params: dict, seed: int, spec):
+    def make_candidate(self, name: str, params: dict, seed: int, spec: LabelTargetSpec):
         """The treatment: the named scikit-learn classifier with these parameters."""
         estimator = self.candidates[name]()
         if "random_state" in estimator.get_params():
@@ -149,7 +161,7 @@ class LabelProblemType(RowProblemType):
         table = pd.concat(frames, ignore_index=True)
         return {"Per class": table[["class", "model", "precision", "recall", "f1", "support"]]}
 
-    def target_column(self, spec):
+    def target_column(self, spec: LabelTargetSpec):
         """The label's contract as a pandera column: the type's own `label_checks`, at
         least two classes, and within the label set when problem.yaml names one."""
         import pandera.pandas as pa

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sklearn.datasets import load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -14,15 +14,6 @@ from sklearn.metrics import roc_auc_score
 
 from .contract import Metric
 from .labels import METRICS, LabelProblemType, Predictions
-
-
-class TargetSpec(BaseModel):
-    """The `target` section of configs/problem.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    labels: list[str | int] | None = None
 
 
 class PredictResponse(BaseModel):
@@ -60,7 +51,6 @@ class Classification(LabelProblemType):
         "hist_gradient_boosting": HistGradientBoostingClassifier,
     }
     metrics: ClassVar = {**METRICS, "roc_auc": Metric(True, "roc_auc_ovr", _roc_auc)}
-    TargetSpec = TargetSpec
     PredictResponse = PredictResponse
 
     def undefined(self, y: np.ndarray, predictions: Predictions) -> dict[str, str]:

@@ -11,22 +11,19 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mean_absolute_error
 from sklearn.naive_bayes import ComplementNB
 
 from . import reviews
 from .contract import Metric
-from .labels import METRICS, LabelProblemType, Predictions
+from .labels import METRICS, LabelProblemType, LabelTargetSpec, Predictions
 
 
-class TargetSpec(BaseModel):
-    """The `target` section of configs/problem.yaml."""
+class TargetSpec(LabelTargetSpec):
+    """The `target` section of configs/problem.yaml: ratings are whole numbers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
     labels: list[int] | None = None
 
 
