@@ -12,9 +12,11 @@ from conftest import quick
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
 {%- else -%}
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 {%- endif %}
 from {{ cookiecutter.package_name }}.errors import GateFailed
+{%- if cookiecutter.problem_type != "forecasting" %}
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
+{%- endif %}
 
 VARYING = {"version", "champion", "gate"}  # the bundle's name, and the model it is compared with
 

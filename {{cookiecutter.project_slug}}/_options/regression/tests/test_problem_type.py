@@ -3,10 +3,9 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import data
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import resolve_features
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def test_the_diabetes_sample_has_a_numeric_target_and_ten_features():
@@ -25,7 +24,10 @@ def test_perfect_predictions_score_perfectly():
 def test_the_baseline_predicts_the_mean():
     X = np.zeros((4, 1))
     y = np.array([1.0, 2.0, 3.0, 10.0])
-    assert PROBLEM_TYPE.make_baseline("mean", seed=0, spec=None).fit(X, y).predict(X).tolist() == [4.0] * 4
+    assert (
+        PROBLEM_TYPE.make_baseline("mean", seed=0, spec=None).fit(X, y).predict(X).tolist()
+        == [4.0] * 4
+    )
 
 
 def test_strata_spread_the_target_range():
