@@ -24,7 +24,7 @@ from .tables import dropped_section, markdown, rows_section
 log = logging.getLogger(__name__)
 
 SKEW_LIMIT = 1.0
-KIND_WORDS = {"numeric": "numeric", "categorical": "categorical", "text": "text", "datetime": "date"}
+KIND_WORDS = {"datetime": "date"}  # how the report names a kind, where not as is
 MAX_CODES = 20  # whole-number columns with 3 to this many distinct values may be codes
 
 
@@ -196,7 +196,7 @@ def heading(title: str) -> list[str]:
 def opening(df: pd.DataFrame, features: dict[str, FeatureKind], target: str | None) -> str:
     """The report's first sentence: rows, features by the kinds the models read, target."""
     kinds = ", ".join(
-        f"{sum(kind == wanted for kind in features.values())} {KIND_WORDS[wanted]}"
+        f"{sum(kind == wanted for kind in features.values())} {KIND_WORDS.get(wanted, wanted)}"
         for wanted in PROBLEM_TYPE.feature_kinds
     )
     noun = PROBLEM_TYPE.target_noun
@@ -258,7 +258,8 @@ def distributions_section(
 
 def correlations_section(df: pd.DataFrame, columns: list[str], out_dir: Path) -> list[str]:
     """Spearman correlations: a figure and the strongest pairs."""
-    link = save_figure(correlation_figure(df, columns), out_dir / "figures" / "correlations.png", out_dir)
+    path = out_dir / "figures" / "correlations.png"
+    link = save_figure(correlation_figure(df, columns), path, out_dir)
     strongest = strongest_pairs(df[columns].corr(method="spearman"))
     lines = [*heading("Correlations"), f"![correlations]({link})", ""]
     return lines + [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]

@@ -136,7 +136,8 @@ def test_an_unknown_hyper_parameter_is_named():
 
 def test_the_response_gives_a_score_a_flag_and_the_threshold():
     predictions = PROBLEM_TYPE.Predictions(np.array([0.2, 3.5]), np.array([False, True]), 2.0)
-    body = PROBLEM_TYPE.PredictResponse.model_validate(PROBLEM_TYPE.response(predictions, "v1")).model_dump()
+    response = PROBLEM_TYPE.response(predictions, "v1")
+    body = PROBLEM_TYPE.PredictResponse.model_validate(response).model_dump()
     assert body == {
         "model_version": "v1",
         "threshold": 2.0,

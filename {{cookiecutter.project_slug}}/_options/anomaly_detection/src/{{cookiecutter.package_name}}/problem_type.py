@@ -31,6 +31,7 @@ from .contract import Metric
 from .detectors import Detector, RobustZScore
 from .rows import RowProblemType
 
+
 class TargetSpec(BaseModel):
     """The `target` section of configs/problem.yaml: the optional label column."""
 
