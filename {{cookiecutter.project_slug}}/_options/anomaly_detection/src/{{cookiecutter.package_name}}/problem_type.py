@@ -167,7 +167,8 @@ class AnomalyDetection(RowProblemType):
     """An anomaly score and a flag per row, against a control that judges each sensor alone.
 
     The label is optional (`TargetSpec.name` may be None): the detectors train without it,
-    and an unlabelled test set is described by its flags and scores instead of scored.
+    and a test set without labels, which cannot be scored, is described by its flags and
+    scores.
     """
 
     name = "anomaly_detection"
