@@ -28,10 +28,10 @@ SAMPLE_DATA = {
 # runs. Paths are relative to the project root; the package directory is `{package}`.
 UNUSED = {
     "classification": [],
-    "regression": ["src/{package}/labels.py"],
+    "regression": ["src/{package}/labels.py", "tests/test_labels.py"],
     "text_classification": [],
-    "forecasting": ["src/{package}/labels.py", "src/{package}/rows.py"],
-    "anomaly_detection": ["src/{package}/labels.py"],
+    "forecasting": ["src/{package}/labels.py", "src/{package}/rows.py", "tests/test_labels.py"],
+    "anomaly_detection": ["src/{package}/labels.py", "tests/test_labels.py"],
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -173,14 +174,14 @@ class AnomalyDetection(RowProblemType):
 
     name = "anomaly_detection"
     prediction_metric_help = "Predicted rows flagged as anomalies or not."
-    samples = {"sensors": sensor_readings, "sensors_new_line": new_product_line}
-    candidates = {
+    samples: ClassVar = {"sensors": sensor_readings, "sensors_new_line": new_product_line}
+    candidates: ClassVar = {
         "robust_covariance": EllipticEnvelope,
         "local_outlier_factor": LocalOutlierFactor,
         "isolation_forest": IsolationForest,
     }
     baseline_strategies = ("robust_zscore", "quantile")
-    metrics = {
+    metrics: ClassVar = {
         "pr_auc": Metric(True, "average_precision", _pr_auc),
         "f1": Metric(True, "f1", _on_flags(f1_score)),
         "precision": Metric(True, "precision", _on_flags(precision_score)),
@@ -191,7 +192,7 @@ class AnomalyDetection(RowProblemType):
     Predictions = Predictions
     feature_kinds = ("numeric", "categorical", "datetime")
     target_noun = "label"
-    eda_notes = {
+    eda_notes: ClassVar = {
         "Missing values": "A sensor that goes silent shows up here first; the monitor "
         "watches its missing rate.",
         "Correlations": "Sensors driven by the same process move together. A reading that "

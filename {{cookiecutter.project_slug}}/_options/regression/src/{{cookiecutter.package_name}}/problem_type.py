@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -59,14 +60,14 @@ class Regression(RowProblemType):
 
     name = "regression"
     prediction_metric_help = "Predicted rows by decile of the training predictions."
-    samples = {"diabetes": _load_diabetes}
-    candidates = {
+    samples: ClassVar = {"diabetes": _load_diabetes}
+    candidates: ClassVar = {
         "ridge": Ridge,
         "random_forest": RandomForestRegressor,
         "hist_gradient_boosting": HistGradientBoostingRegressor,
     }
     baseline_strategies = ("mean", "median")
-    metrics = {
+    metrics: ClassVar = {
         "mae": Metric(
             False, "neg_mean_absolute_error", lambda y, p: float(mean_absolute_error(y, p.values))
         ),
