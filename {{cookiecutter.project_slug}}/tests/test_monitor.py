@@ -16,8 +16,8 @@ from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
+from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.features import read_processed
 
 ROWS = 200  # recent rows per check: above min_rows, so every alarm is live
 SEEDS = 10

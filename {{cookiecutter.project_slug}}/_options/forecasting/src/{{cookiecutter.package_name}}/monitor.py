@@ -29,11 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import bundle, drift, drift_report, task
+from . import bundle, drift, drift_report
 from .config import MonitoringParams
 from .drift_report import read_data
 from .errors import DataError
-from .features import FILLED, series_frame
+from .forecasters import backtest, season_positions
+from .problem_type import Predictions, TargetSpec
+from .series import FILLED, series_frame
 from .predictor import Predictor
 
 DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
@@ -138,7 +140,7 @@ def _from_file(served, path: Path, last: int | None):
     """Values, changes, gaps, forecasts and errors of a recent stretch of the series."""
     series = served.metadata["features"][0]
     data = read_data(path)
-    target = task.TargetSpec(
+    target = TargetSpec(
         name=series["name"],
         timestamp=series["source_timestamp"],
         frequency=series["frequency"],
@@ -164,9 +166,9 @@ def _from_file(served, path: Path, last: int | None):
             f"({window} of history and a horizon of {horizon})"
         )
     dates = pd.DatetimeIndex(frame[target.time_column])
-    positions = task.season_positions(dates, target.frequency, target.season_length)
-    forecasts, actuals = task.backtest(served.model, values, positions, origins, horizon)
-    predictions = task.Predictions(forecasts, served.metadata["scale"])
+    positions = season_positions(dates, target.frequency, target.season_length)
+    forecasts, actuals = backtest(served.model, values, positions, origins, horizon)
+    predictions = Predictions(forecasts, served.metadata["scale"])
     source = {"kind": "file", "path": str(path), "description": f"{len(data)} rows"}
     return recent, float(filled.mean()), predictions, actuals, source
 
@@ -199,7 +201,7 @@ def _from_log(served, log_path: Path, last: int | None, since: datetime | None):
         predictions_source = "the current model"
     outputs = [point["value"] for r in records for point in r["forecast"]]
     actuals, realised = realised_errors(records, seen)
-    predictions = task.Predictions(realised, served.metadata["scale"])
+    predictions = Predictions(realised, served.metadata["scale"])
     source = drift_report.log_source(log_path, records) | {"predictions": predictions_source}
     return (recent, missing_rate, outputs, len(records)), predictions, actuals, source
 
