@@ -19,9 +19,9 @@ def trained(project, problem, params):
 def test_a_bundle_round_trips_with_its_schema_and_reference(trained, problem):
     loaded = bundle.load(trained)
     train_part, _, _ = data.read_processed(trained.parents[1] / "data" / "processed")
-    _, series, positions = series.as_series(train_part, problem.target)
-    origins = np.array([len(series)])
-    values = np.append(series, 0.0)
+    _, history, positions = series.as_series(train_part, problem.target)
+    origins = np.array([len(history)])
+    values = np.append(history, 0.0)
     forecast, _ = forecasters.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
     assert np.isfinite(forecast).all()
     assert loaded.metadata["target"] == problem.target.name

@@ -84,9 +84,9 @@ def test_a_gap_longer_than_max_gap_fails_prepare_with_its_dates(project, params)
 
 
 def test_a_test_period_shorter_than_the_horizon_is_refused(problem):
-    series = pd.DataFrame({"value": range(50)})
+    frame = pd.DataFrame({"value": range(50)})
     with pytest.raises(DataError, match="fewer than the horizon"):
-        series.split(series, problem.target, test_size=0.1)
+        series.split(frame, problem.target, test_size=0.1)
 
 
 def test_a_missing_timestamp_column_is_named(problem):

@@ -131,13 +131,11 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         return out
 
 
-
 def seasonal_scale(series: np.ndarray, season_length: int) -> float:
     """MASE's denominator: the in-sample mean absolute seasonal difference."""
     series = np.asarray(series, dtype=float)
     scale = float(np.abs(series[season_length:] - series[:-season_length]).mean())
     return scale if scale > 0 else 1.0
-
 
 
 def backtest(
@@ -152,5 +150,3 @@ def backtest(
     )
     actuals = np.stack([series[o : o + horizon] for o in origins])
     return forecasts, actuals
-
-

@@ -32,6 +32,7 @@ from .contract import Metric, ProblemType, Trained
 from .errors import DataError
 from .forecasters import LagBoostingForecaster, SeasonalNaive, backtest, season_positions
 
+
 class TargetSpec(BaseModel):
     """The `target` section of configs/problem.yaml: the series and what to forecast."""
 
@@ -119,7 +120,6 @@ def _year_and_part(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
     last, joint, width = (4, "Q", 1) if spec.part == "quarter" else (12, "-", 2)
     valid = pd.to_numeric(part, errors="coerce").between(1, last) & year.str.fullmatch(r"\d{4}")
     return (year + joint + part.str.zfill(width)).where(valid.fillna(False), year + " " + part)
-
 
 
 def _demand() -> pd.DataFrame:

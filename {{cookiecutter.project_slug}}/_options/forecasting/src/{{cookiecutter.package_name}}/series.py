@@ -219,9 +219,7 @@ def as_series(frame: pd.DataFrame, spec: TargetSpec):
     return dates, frame[spec.name].to_numpy(float), positions
 
 
-def cross_validate(
-    model, series, positions, spec: TargetSpec, metric: str, params: Params
-) -> dict:
+def cross_validate(model, series, positions, spec: TargetSpec, metric: str, params: Params) -> dict:
     """Rolling-origin backtest: each fold fits on everything before its block of
     2 x horizon steps and forecasts the horizon from every origin in the block."""
     block, horizon = 2 * spec.horizon, spec.horizon
