@@ -22,11 +22,10 @@ from pydantic import ValidationError
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from {{ cookiecutter.package_name }} import bundle, evaluate, registry, train
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.predictor import Predictor, row_model, to_frame
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def settings_for(paths, tmp_path: Path, **changes) -> Settings:

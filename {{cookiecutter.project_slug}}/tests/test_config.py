@@ -1,9 +1,9 @@
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def test_shipped_configs_load(problem, params):
@@ -41,9 +41,9 @@ def test_metric_typo_lists_the_valid_choices(project):
     edit_yaml(project.problem, metric="acuracy")
     with pytest.raises(ConfigError) as error:
         load_problem(project.problem)
-    assert "metric: unknown metric 'acuracy'; valid choices: " + ", ".join(PROBLEM_TYPE.metrics) in str(
-        error.value
-    )
+    assert "metric: unknown metric 'acuracy'; valid choices: " + ", ".join(
+        PROBLEM_TYPE.metrics
+    ) in str(error.value)
 
 
 def test_unknown_model_lists_the_valid_choices(project):

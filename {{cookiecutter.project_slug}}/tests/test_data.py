@@ -6,11 +6,10 @@ import pytest
 from conftest import edit_yaml
 
 from {{ cookiecutter.package_name }} import data
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.features import resolve_features
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 @pytest.fixture

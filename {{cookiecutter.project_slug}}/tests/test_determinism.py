@@ -9,8 +9,8 @@ import numpy as np
 from conftest import quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, train
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.errors import GateFailed
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 VARYING = {"version", "champion", "gate"}  # the bundle's name, and the model it is compared with
 

@@ -8,11 +8,10 @@ import pytest
 from conftest import edit_yaml, quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, train
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateFailed
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def report(

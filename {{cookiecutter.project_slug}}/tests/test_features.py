@@ -5,9 +5,8 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import data, eda, features
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import PreprocessingParams
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 FIRST = ["Ada", "Ben", "Cleo", "Dara", "Emil", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 SYLLABLES = ["ber", "ko", "lin", "mar", "nes", "ost", "pa", "ren", "sa", "tov", "ul", "vik"]

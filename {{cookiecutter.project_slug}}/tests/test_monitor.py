@@ -11,13 +11,12 @@ from conftest import edit_yaml, quick
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 ROWS = 200  # recent rows per check: above min_rows, so every alarm is live
 SEEDS = 10

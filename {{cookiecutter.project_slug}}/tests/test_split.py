@@ -8,10 +8,9 @@ import pytest
 from conftest import edit_yaml
 
 from {{ cookiecutter.package_name }} import data, features, rows
-
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import DataError, exit_code
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def use_file(project, frame: pd.DataFrame):
