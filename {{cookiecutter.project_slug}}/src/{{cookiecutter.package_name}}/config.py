@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .problem_type import PROBLEM_TYPE
 from .errors import ConfigError
+from .problem_type import PROBLEM_TYPE
 
 FeatureKind = Literal["numeric", "categorical", "datetime", "text"]
 
@@ -27,7 +27,9 @@ class SampleSource(_Strict):
     @classmethod
     def _known_sample(cls, value: str) -> str:
         if value not in PROBLEM_TYPE.samples:
-            raise ValueError(f"unknown sample {value!r}; valid choices: {', '.join(PROBLEM_TYPE.samples)}")
+            raise ValueError(
+                f"unknown sample {value!r}; valid choices: {', '.join(PROBLEM_TYPE.samples)}"
+            )
         return value
 
 
@@ -76,7 +78,9 @@ class ProblemConfig(_Strict):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in PROBLEM_TYPE.metrics:
-            raise ValueError(f"unknown metric {value!r}; valid choices: {', '.join(PROBLEM_TYPE.metrics)}")
+            raise ValueError(
+                f"unknown metric {value!r}; valid choices: {', '.join(PROBLEM_TYPE.metrics)}"
+            )
         return value
 
 

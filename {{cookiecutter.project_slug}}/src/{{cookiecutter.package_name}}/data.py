@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, FileSource, Params, ProblemConfig, SampleSource, SqlSource
 from .errors import DataError
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 

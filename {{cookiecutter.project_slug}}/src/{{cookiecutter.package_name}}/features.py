@@ -26,7 +26,6 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
 from .data import (
     ROW_ID,
@@ -39,6 +38,7 @@ from .data import (
     write_processed,
 )
 from .errors import DataError
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -441,9 +441,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     _log_cleaning(report)
     processed_dir.mkdir(parents=True, exist_ok=True)
     train, test = _train_and_test(cleaned, problem, params, processed_dir)
-    write_processed(
-        processed_dir, train, test, features, target, dropped_columns(raw, problem)
-    )
+    write_processed(processed_dir, train, test, features, target, dropped_columns(raw, problem))
     summary = {
         "cleaning": {**asdict(report), "duplicate_share": round(report.duplicate_share, 4)},
         "train_rows": len(train),
@@ -572,4 +570,3 @@ def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, processed_dir: Path)
             f"{processed_dir}: {leaked} test rows are also in the training set, e.g. row "
             f"{sorted(shared)[0]}; evaluation refused: run `prepare` again"
         )
-

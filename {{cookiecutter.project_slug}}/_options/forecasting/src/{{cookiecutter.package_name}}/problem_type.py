@@ -154,7 +154,8 @@ class PredictResponse(BaseModel):
 @dataclass(frozen=True)
 class Predictions:
     """Forecasts, one row per origin and one column per step ahead. `scale` is the
-    in-sample mean absolute error of the seasonal-naive forecast, MASE's yardstick."""
+    in-sample mean absolute error of the seasonal-naive forecast, MASE's yardstick;
+    `timestamps` are the times of the first origin's steps, which a response reports."""
 
     values: np.ndarray
     scale: float
@@ -317,7 +318,7 @@ class Forecasting(ProblemType):
         meta = model_bundle.metadata
         if meta["target"] != spec.name or meta["features"][0]["horizon"] < spec.horizon:
             return None
-        _, series, positions = _continuous_series(history, period, spec)
+        dates, series, positions = _continuous_series(history, period, spec)
         window = max(model_bundle.model.window_, model_bundle.baseline.window_)
         origins = np.arange(max(len(history), window), len(series) - spec.horizon + 1)
         if len(origins) == 0:
@@ -327,8 +328,9 @@ class Forecasting(ProblemType):
             )
         candidate, actuals = backtest(model_bundle.model, series, positions, origins, spec.horizon)
         baseline, _ = backtest(model_bundle.baseline, series, positions, origins, spec.horizon)
-        scale = meta["scale"]
-        return actuals, Predictions(candidate, scale), Predictions(baseline, scale)
+        scale, first = meta["scale"], origins[0]
+        stamps = tuple(stamp.isoformat() for stamp in dates[first : first + spec.horizon])
+        return actuals, Predictions(candidate, scale, stamps), Predictions(baseline, scale, stamps)
 
     def resampling_block(self, spec: TargetSpec) -> int:
         """How many consecutive forecast origins the bootstrap draws together: a horizon's
