@@ -353,10 +353,11 @@ class Forecasting(ProblemType):
         return {"origins": len(y), "horizon": spec.horizon}
 
     def describe_test(self, report: dict) -> list[str]:
-        """Markdown lines about the test period: the rolling origins, and what the metrics
-        mean."""
+        """Markdown lines about the test period (`test_facts`): the rolling origins, and what
+        the metrics mean."""
+        steps = report["origins"] + report["horizon"] - 1  # the last origin forecasts the end
         return [
-            f"The test period is the last {report['test_rows']} steps of the series. Both "
+            f"The test period is the last {steps} steps of the series. Both "
             f"models forecast {report['horizon']} steps from each of its {report['origins']} "
             "origins, from the true history before each origin; the intervals resample blocks "
             f"of {report['horizon']} consecutive origins, which share most of their target "
