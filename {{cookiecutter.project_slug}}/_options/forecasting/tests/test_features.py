@@ -65,9 +65,7 @@ def test_the_split_is_by_time_and_the_test_period_is_the_end(project, problem, p
     step = pd.Timedelta(1, unit="D")
     assert test[stamp].iloc[0] - train[stamp].iloc[-1] == step  # contiguous, no overlap
     assert len(test) == round((len(train) + len(test)) * params.split.test_size)
-    assert summary["interpolated"] == int(
-        train[series.FILLED].sum() + test[series.FILLED].sum()
-    )
+    assert summary["interpolated"] == int(train[series.FILLED].sum() + test[series.FILLED].sum())
     assert summary["interpolated"] > 0  # the sample has missing days
 
 
@@ -116,7 +114,9 @@ def spec(timestamp, frequency: str) -> TargetSpec:
     ],
 )
 def test_years_and_period_strings_land_on_the_grid_inside_their_period(written, frequency, periods):
-    stamps = PROBLEM_TYPE.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
+    stamps = PROBLEM_TYPE.timestamps(
+        pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency)
+    )
     offset = pd.tseries.frequencies.to_offset(frequency)
     for stamp, period in zip(stamps, periods, strict=True):
         if period is None:

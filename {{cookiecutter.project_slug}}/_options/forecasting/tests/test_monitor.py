@@ -12,8 +12,8 @@ from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
-from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.data import read_processed
+from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.predictor import Predictor
 
 REQUESTS = 20  # recent histories per check: their distinct values pass min_rows

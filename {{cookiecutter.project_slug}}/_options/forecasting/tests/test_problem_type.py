@@ -96,7 +96,9 @@ def test_the_bootstrap_resamples_blocks_of_consecutive_origins(problem, params):
     assert ci == evaluate.bootstrap_primary(y, candidate, baseline, "mae", params, block=block)
     low, high = ci["difference"]
     assert low < high < 0  # clearly better: the whole interval is below zero
-    assert ci["candidate"][0] < PROBLEM_TYPE.metrics["mae"].compute(y, candidate) < ci["candidate"][1]
+    assert (
+        ci["candidate"][0] < PROBLEM_TYPE.metrics["mae"].compute(y, candidate) < ci["candidate"][1]
+    )
     # one block is nothing to resample: no interval, and the gate cannot tell
     assert evaluate.bootstrap_primary(y[:block], candidate, baseline, "mae", params, block) is None
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -183,10 +185,10 @@ class Forecasting(ProblemType):
 
     name = "forecasting"
     prediction_metric_help = "Forecast steps by decile of the training forecasts."
-    samples = {"demand": _demand}
-    candidates = {"lag_gradient_boosting": LagBoostingForecaster}
+    samples: ClassVar[dict[str, Callable[[], pd.DataFrame]]] = {"demand": _demand}
+    candidates: ClassVar[dict[str, type]] = {"lag_gradient_boosting": LagBoostingForecaster}
     baseline_strategies = ("seasonal_naive", "naive")
-    metrics = {
+    metrics: ClassVar[dict[str, Metric]] = {
         "mase": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean() / p.scale)),
         "mae": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean())),
         "rmse": Metric(False, "", lambda y, p: float(np.sqrt(((y - p.values) ** 2).mean()))),
