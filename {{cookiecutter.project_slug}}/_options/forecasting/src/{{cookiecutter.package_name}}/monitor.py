@@ -34,8 +34,8 @@ from .config import MonitoringParams
 from .drift_report import read_data
 from .errors import DataError
 from .forecasters import backtest, season_positions
-from .problem_type import Predictions, TargetSpec
 from .predictor import Predictor
+from .problem_type import Predictions, TargetSpec
 from .series import FILLED, series_frame
 
 DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
