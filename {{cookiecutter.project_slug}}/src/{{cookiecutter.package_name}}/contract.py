@@ -1,7 +1,7 @@
 """The problem-type contract: what every problem type provides to the shared stages.
 
 `problem_type.py` holds this project's one implementation and exposes it as
-`PROBLEM_TYPE`. The shared modules (data, features, train, evaluate, monitor, the service)
+`PROBLEM_TYPE`. The shared modules (config, data, cli, train, evaluate, monitor, the service)
 call only the members below and never ask which type they serve. A new type subclasses
 `ProblemType` (or a base for its kind of data, such as `rows.RowProblemType`), fills in the
 abstract members, and overrides a default only where its data needs it.

@@ -1,4 +1,5 @@
-"""Stage 3: feature inference, cleaning, the train/test split and the preprocessing pipeline."""
+"""Stage 3 for row types: feature inference, cleaning, the train/test split and the
+preprocessing pipeline (`rows.RowProblemType` calls it)."""
 
 from __future__ import annotations
 
