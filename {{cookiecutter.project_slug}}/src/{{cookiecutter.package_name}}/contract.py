@@ -52,6 +52,18 @@ class Trained:
     onnx: bytes | None = None  # the candidate compiled to ONNX, where it converts
 
 
+@dataclass(frozen=True)
+class Recent:
+    """Recent data as stage 7 compares it with the bundle's training reference."""
+
+    columns: dict[str, pd.Series]  # recent values of every feature the reference holds
+    outputs: list  # the model's recent outputs, compared with its outputs on training
+    source: dict  # where the data and the outputs came from, for the report
+    output_rows: int | None = None  # the sample size behind `outputs`: one per output if None
+    missing: dict[str, float] | None = None  # missing rates, where not the columns' own
+    labelled: tuple | None = None  # the truth and the `Predictions` for it, where known
+
+
 class MinTestRows(BaseModel):
     """The gate's minimum test set for most types: a number of labelled test rows."""
 
@@ -85,6 +97,9 @@ class ProblemType(ABC):
     PredictResponse: ClassVar[type[BaseModel]]
     #: the frozen dataclass of a model's predictions
     Predictions: ClassVar[type]
+    #: how the drift report names what it counts and compares, as fields of
+    #: `drift_report.Wording` that differ from its defaults (rows, features, predictions)
+    monitor_wording: ClassVar[dict[str, Any]] = {}
     #: params.yaml `gate` fields that say when the test set is too small to judge (see
     #: `too_small`): a frozen pydantic model that forbids extra keys
     GateMinimums: ClassVar[type[BaseModel]] = MinTestRows
@@ -205,3 +220,20 @@ class ProblemType(ABC):
     def prediction_counts(self, predictions, reference: dict) -> dict[str, int]:
         """Predictions counted by bucket (class, decile, flag) for the service's metrics;
         `reference` is what `prediction_reference` returned at training."""
+
+    # --- stage 7: monitoring -------------------------------------------------------------
+
+    @abstractmethod
+    def parse_record(self, line: str) -> dict:
+        """One line of the service's prediction log, with its "time" (UTC) and
+        "model_version"; ValueError if the line is malformed."""
+
+    @abstractmethod
+    def recent_from_file(self, served, path: Path, last: int | None) -> Recent:
+        """The recent data in a CSV or Parquet file (its last `last` rows) and the served
+        bundle's outputs for it. DataError names what the file lacks."""
+
+    @abstractmethod
+    def recent_from_log(self, served, records: list[dict], log_path: Path) -> Recent:
+        """The recent data in records of the prediction log (see `parse_record`) and the
+        outputs the served bundle makes for it."""

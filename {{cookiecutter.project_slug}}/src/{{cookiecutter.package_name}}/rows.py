@@ -7,8 +7,10 @@ A row type predicts each row from its features alone, splits and cross-validates
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import abstractmethod
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedGroupKFold
 
 from . import drift
-from .contract import ProblemType, Trained
-from .errors import CannotTell, ConfigError
+from .contract import ProblemType, Recent, Trained
+from .errors import CannotTell, ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,80 @@ class RowProblemType(ProblemType):
             "mean": float(np.mean(scores)),
             "std": float(np.std(scores)),
         }
+
+    # Stage 7 reads recent rows as the service does (predictor.py and drift_report.py
+    # import the configuration too: imported when called).
+
+    def parse_record(self, line: str) -> dict:
+        """One line of the service's log: the request's rows and the predictions sent back,
+        as {"time", "model_version", "inputs", "outputs"}."""
+        from .drift_report import as_utc
+
+        record = json.loads(line)
+        request, response = record["request"], record["response"]
+        inputs, outputs = request["instances"], response["predictions"]
+        if not isinstance(inputs, list) or len(inputs) != len(outputs):
+            raise ValueError("instances and predictions differ in length")
+        return {
+            "time": as_utc(datetime.fromisoformat(record["time"])),
+            "model_version": response["model_version"],
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    def recent_from_file(self, served, path: Path, last: int | None) -> Recent:
+        """The feature rows of a file, the current model's predictions for them, and the
+        truth where the file has the target."""
+        from .drift_report import read_data
+        from .predictor import to_frame
+
+        schema, target = served.metadata["features"], served.metadata["target"]
+        data = read_data(path)
+        names = [f["name"] for f in schema]
+        absent = [name for name in names if name not in data.columns]
+        if absent:
+            raise DataError(f"{path}: feature columns missing: {', '.join(absent)}")
+        data = data.tail(last) if last else data
+        if data.empty:
+            raise DataError(f"{path}: no rows")
+        frame = to_frame(data[names].to_dict("records"), schema)
+        predictions = self.predict(served.model, frame)
+        labelled = None
+        if target in data.columns and data[target].notna().any():
+            known = data[target].notna().to_numpy()
+            labels = data[target].to_numpy()[known]
+            labelled = labels, self.subset(predictions, np.flatnonzero(known))
+        return Recent(
+            columns={name: frame[name] for name in served.reference["features"]},
+            outputs=predictions.values.tolist(),
+            source={
+                "kind": "file",
+                "path": str(path),
+                "description": f"{len(data)} rows",
+                "predictions": "the current model",
+            },
+            labelled=labelled,
+        )
+
+    def recent_from_log(self, served, records: list[dict], log_path: Path) -> Recent:
+        """The logged rows, categories spelled as in training, and the logged predictions if
+        the served model made them all (else its own)."""
+        from .drift_report import log_source
+        from .predictor import to_frame
+
+        rows = [row for record in records for row in record["inputs"]]
+        frame = to_frame(rows, served.metadata["features"])
+        # Logged outputs are comparable with this model's reference only if it made them all.
+        if {record["model_version"] for record in records} == {served.version}:
+            outputs, made_by = [o for record in records for o in record["outputs"]], "the log"
+        else:
+            outputs = self.predict(served.model, frame).values.tolist()
+            made_by = "the current model"
+        return Recent(
+            columns={name: frame[name] for name in served.reference["features"]},
+            outputs=outputs,
+            source=log_source(log_path, records) | {"predictions": made_by},
+        )
 
 
 def cv_groups(X: pd.DataFrame, y: pd.Series) -> np.ndarray:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import bundle, data, monitor, series, train
+from {{ cookiecutter.package_name }} import bundle, data, recent_series, series, train
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
@@ -247,5 +247,5 @@ def test_year_and_quarter_columns_give_a_quarterly_series_that_trains(project, p
     )
     assert served.metadata["features"][0]["timestamp"] == "year_quarter"
     raw.tail(40).to_csv(project.root / "recent.csv", index=False)  # year and quarter columns
-    recent, *_ = monitor._from_file(served, project.root / "recent.csv", last=None)
-    np.testing.assert_allclose(recent["level"], raw["gdp"].tail(40))
+    recent = recent_series.from_file(served, project.root / "recent.csv", last=None)
+    np.testing.assert_allclose(recent.columns["level"], raw["gdp"].tail(40))

@@ -30,7 +30,7 @@ from pandas.tseries.offsets import (
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import drift
-from .contract import Metric, ProblemType, Trained
+from .contract import Metric, ProblemType, Recent, Trained
 from .errors import DataError
 from .forecasters import LagBoostingForecaster, SeasonalNaive, backtest, season_positions
 
@@ -198,6 +198,18 @@ class Forecasting(ProblemType):
     PredictResponse = PredictResponse
     Predictions = Predictions
     GateMinimums = GateMinimums
+    monitor_wording: ClassVar[dict[str, object]] = {
+        "unit": "distinct values",
+        "features": "The series",
+        "feature": "check",
+        "missing": "missing steps (train → recent)",
+        "outputs": "forecasts",
+        "performance": "forecast errors",
+        "performance_title": "Forecast errors on {rows} steps with known actual values",
+        "figures": "Shares per decile of the end of the training series, training against recent.",
+        "every_figure": True,
+        "widen": "widen the window with --since/--last, or pass a longer stretch with --data",
+    }
 
     # --- stage 2: data -------------------------------------------------------------------
 
@@ -406,6 +418,27 @@ class Forecasting(ProblemType):
         edges = reference["edges"][1:-1]
         deciles = np.searchsorted(edges, predictions.values.ravel(), side="right") + 1
         return dict(Counter(f"decile_{d}" for d in deciles.tolist()))
+
+    # --- stage 7: monitoring (recent_series.py imports the service's predictor, which
+    # imports this module: it is imported when called) -------------------------------------
+
+    def parse_record(self, line: str) -> dict:
+        """One line of the service's log: the history sent and the forecast sent back."""
+        from .recent_series import parse_record
+
+        return parse_record(line)
+
+    def recent_from_file(self, served, path: Path, last: int | None) -> Recent:
+        """A recent stretch of the series in a file, forecast from rolling origins."""
+        from .recent_series import from_file
+
+        return from_file(served, path, last)
+
+    def recent_from_log(self, served, records: list[dict], log_path: Path) -> Recent:
+        """The logged histories and forecasts (see `recent_series.from_log`)."""
+        from .recent_series import from_log
+
+        return from_log(served, records, log_path)
 
 
 def _continuous_series(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
