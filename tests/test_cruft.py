@@ -60,7 +60,7 @@ def test_cruft_creates_a_linked_project_and_applies_a_template_update(tmp_path):
     assert cruft_state["template"] == str(template)
     assert cruft_state["commit"] == first_commit
     assert cruft_state["context"]["cookiecutter"]["problem_type"] == "regression"
-    assert (project / "src" / "cruft_check" / "task.py").is_file()
+    assert (project / "src" / "cruft_check" / "problem_type.py").is_file()
     assert not (project / "_options").exists()
 
     readme_template = template / "{{cookiecutter.project_slug}}" / "README.md"

@@ -112,7 +112,7 @@ def test_explicit_names_rescue_an_unusable_project_name(run_cli):
     result = run_cli(project_name="🤖", project_slug="robot", package_name="robot")
 
     assert result.returncode == 0, result.stderr
-    assert (run_cli.output_dir / "robot" / "src" / "robot" / "task.py").is_file()
+    assert (run_cli.output_dir / "robot" / "src" / "robot" / "problem_type.py").is_file()
 
 
 def test_github_actions_answered_no_on_the_command_line_drops_github_dir(run_cli):
@@ -138,7 +138,7 @@ def test_non_ascii_project_name_is_transliterated(run_cli, project_name, slug, p
     assert result.returncode == 0, result.stderr
     assert [path.name for path in run_cli.output_dir.iterdir()] == [slug]
     project = run_cli.output_dir / slug
-    assert (project / "src" / package / "task.py").is_file()
+    assert (project / "src" / package / "problem_type.py").is_file()
 
 
 TRICKY = {

@@ -85,6 +85,31 @@ def functions_longer_than(project: Path, limit: int) -> list[str]:
     return found
 
 
+def unreachable_modules(package: Path) -> list[str]:
+    """Package modules that no import chain from the entry points (the CLI, the service,
+    `python -m`) reaches: code a project's problem type never runs."""
+    modules = {
+        ".".join(path.relative_to(package).with_suffix("").parts): path
+        for path in package.rglob("*.py")
+    }
+    reached, todo = set(), ["__main__", "cli", "api", "__init__"]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in modules:
+            continue
+        reached.add(name)
+        parent = name.split(".")[:-1]
+        for node in ast.walk(ast.parse(modules[name].read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = parent[: len(parent) - node.level + 1]
+                stem = [*base, *(node.module.split(".") if node.module else [])]
+                todo.append(".".join(stem))
+                todo.extend(".".join([*stem, alias.name]) for alias in node.names)
+        if name.endswith("__init__") or "." in name:
+            todo.append(".".join([*parent, "__init__"]))
+    return sorted(set(modules) - reached)
+
+
 def check_project(result) -> Path:
     """Everything a rendered project must satisfy, whatever the options."""
     assert result.exit_code == 0, result.exception
@@ -95,7 +120,9 @@ def check_project(result) -> Path:
     # Only the chosen options are left.
     assert not list(project.rglob("_options")), "post_gen left _options behind"
     assert not list(project.rglob("_licenses")), "post_gen left _licenses behind"
-    assert (project / "src" / context["package_name"] / "task.py").is_file()
+    package = project / "src" / context["package_name"]
+    assert (package / "problem_type.py").is_file()
+    assert not unreachable_modules(package), "modules no entry point imports"
     others = [other for other in PROBLEM_TYPES if other != context["problem_type"]]
     leaks = [str(path) for path in relative for other in others if other in str(path).lower()]
     assert not leaks, f"files of an unselected problem type: {leaks}"

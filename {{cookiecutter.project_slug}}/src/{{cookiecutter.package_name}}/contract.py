@@ -131,6 +131,23 @@ class ProblemType(ABC):
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, processed_dir: Path
     ) -> None:
         """Raise DataError when a test unit is also in the training set: evaluation refused."""
+    # --- stage 3: exploratory report -----------------------------------------------------
+
+    #: the feature kinds the models read, as the EDA report counts them
+    feature_kinds: ClassVar[tuple[str, ...]] = ("numeric", "categorical", "text", "datetime")
+    #: what the EDA report calls the target column, e.g. "label" where it is optional
+    target_noun: ClassVar[str] = "target"
+    #: a paragraph the EDA report adds under one of its generic sections, by its title
+    eda_notes: ClassVar[dict[str, str]] = {}
+
+    def eda_sections(
+        self, frame: pd.DataFrame, features: dict[str, str], target: str | None, out_dir: Path
+    ) -> list[str] | None:
+        """Markdown sections about the target that the EDA report shows after the rows kept
+        and the columns left out (figures go in `out_dir`/figures). They replace the generic
+        `## Target` section and keep the target out of the correlations. None, the default:
+        the generic target section."""
+        return None
 
     # --- stage 4: models -----------------------------------------------------------------
 

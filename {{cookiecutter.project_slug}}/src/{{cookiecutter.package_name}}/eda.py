@@ -24,6 +24,7 @@ from .tables import dropped_section, markdown, rows_section
 log = logging.getLogger(__name__)
 
 SKEW_LIMIT = 1.0
+KIND_WORDS = {"datetime": "date"}  # how the report names a kind, where not as is
 MAX_CODES = 20  # whole-number columns with 3 to this many distinct values may be codes
 
 
@@ -123,7 +124,7 @@ def missing_summary(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _save(fig, path: Path, out_dir: Path) -> str:
+def save_figure(fig, path: Path, out_dir: Path) -> str:
     """Save and close a figure; return its link relative to the report."""
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -181,16 +182,38 @@ def correlation_figure(df: pd.DataFrame, columns: list[str]):
 def target_figure(y: pd.Series):
     fig, ax = plt.subplots(figsize=(5, 3.5))
     PROBLEM_TYPE.plot_target(ax, y)
-    ax.set_title(f"target: {y.name}")
+    ax.set_title(f"{PROBLEM_TYPE.target_noun}: {y.name}")
     fig.tight_layout()
     return fig
+
+
+def heading(title: str) -> list[str]:
+    """A section's heading, followed by the problem type's note on it if it has one."""
+    note = PROBLEM_TYPE.eda_notes.get(title)
+    return [f"## {title}", "", note, ""] if note else [f"## {title}", ""]
+
+
+def opening(df: pd.DataFrame, features: dict[str, FeatureKind], target: str | None) -> str:
+    """The report's first sentence: rows, features by the kinds the models read, target."""
+    kinds = ", ".join(
+        f"{sum(kind == wanted for kind in features.values())} {KIND_WORDS.get(wanted, wanted)}"
+        for wanted in PROBLEM_TYPE.feature_kinds
+    )
+    noun = PROBLEM_TYPE.target_noun
+    about = f"{noun} `{target}`" if target is not None else f"no {noun}s"
+    return f"{len(df)} rows, {len(features)} features ({kinds}), {about}."
+
+
+def target_section(y: pd.Series, out_dir: Path) -> list[str]:
+    link = save_figure(target_figure(y), out_dir / "figures" / "target.png", out_dir)
+    return [*heading("Target"), f"![target]({link})", ""]
 
 
 def numeric_section(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[str]:
     """Summary statistics, the skewed features and the possible codes."""
     summary = numeric_summary(df, [n for n, k in features.items() if k == "numeric"])
     skewed = summary.index[summary["skew"].abs() > SKEW_LIMIT].tolist()
-    lines = ["## Numeric features", "", markdown(summary), ""]
+    lines = [*heading("Numeric features"), markdown(summary), ""]
     if skewed:
         lines += [
             f"Skewed (|skew| > {SKEW_LIMIT:g}): {', '.join(skewed)}. Outliers pull a standard "
@@ -203,7 +226,7 @@ def numeric_section(df: pd.DataFrame, features: dict[str, FeatureKind]) -> list[
 
 def text_section(df: pd.DataFrame, text: list[str], target: str) -> list[str]:
     """Length and variety of each text feature, and its words most typical of each target."""
-    lines = ["## Text features", "", markdown(text_summary(df, text)), ""]
+    lines = [*heading("Text features"), markdown(text_summary(df, text)), ""]
     for name in text:
         lines += [
             f"Words most typical of each target value in `{name}` (share of texts using "
@@ -219,73 +242,66 @@ def distributions_section(
     df: pd.DataFrame, features: dict[str, FeatureKind], missing: pd.DataFrame, out_dir: Path
 ) -> list[str]:
     figures = out_dir / "figures"
+    shapes = save_figure(features_figure(df, features), figures / "features.png", out_dir)
+    gaps = save_figure(missing_figure(missing), figures / "missing.png", out_dir)
     return [
-        "## Feature distributions",
+        *heading("Feature distributions"),
+        f"![features]({shapes})",
         "",
-        f"![features]({_save(features_figure(df, features), figures / 'features.png', out_dir)})",
-        "",
-        "## Missing values",
-        "",
+        *heading("Missing values"),
         markdown(missing),
         "",
-        f"![missing]({_save(missing_figure(missing), figures / 'missing.png', out_dir)})",
+        f"![missing]({gaps})",
         "",
     ]
 
 
 def correlations_section(df: pd.DataFrame, columns: list[str], out_dir: Path) -> list[str]:
     """Spearman correlations: a figure and the strongest pairs."""
-    link = _save(correlation_figure(df, columns), out_dir / "figures" / "correlations.png", out_dir)
+    path = out_dir / "figures" / "correlations.png"
+    link = save_figure(correlation_figure(df, columns), path, out_dir)
     strongest = strongest_pairs(df[columns].corr(method="spearman"))
-    lines = ["## Correlations", "", f"![correlations]({link})", ""]
+    lines = [*heading("Correlations"), f"![correlations]({link})", ""]
     return lines + [f"- `{a}` ~ `{b}`: {r:+.2f}" for a, b, r in strongest] + [""]
 
 
 def report(
     df: pd.DataFrame,
     features: dict[str, FeatureKind],
-    target: str,
+    target: str | None,
     out_dir: Path,
     dropped: dict[str, str] | None = None,
     cleaning: dict | None = None,
 ) -> Path:
-    """Write out_dir/README.md with summary tables and figures; return its path."""
-    figures = out_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    """Write out_dir/README.md with summary tables and figures; return its path.
+
+    The problem type may describe its target in sections of its own (`eda_sections`), in
+    place of the generic target section and of the target among the correlations."""
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     numeric = [n for n, k in features.items() if k == "numeric"]
     categorical = [n for n, k in features.items() if k == "categorical"]
     text = [n for n, k in features.items() if k == "text"]
-    missing = missing_summary(df[[*features, target]])
-    correlated = numeric + ([target] if pd.api.types.is_numeric_dtype(df[target]) else [])
+    labelled = [] if target is None else [target]
+    own = PROBLEM_TYPE.eda_sections(df, features, target, out_dir)
+    numeric_target = own is None and pd.api.types.is_numeric_dtype(df[target])
+    correlated = numeric + ([target] if numeric_target else [])
 
-    lines = [
-        "# Exploratory data analysis (training set)",
-        "",
-        f"{len(df)} rows, {len(features)} features "
-        f"({len(numeric)} numeric, {len(categorical)} categorical, {len(text)} text, "
-        f"{len(features) - len(numeric) - len(categorical) - len(text)} date), "
-        f"target `{target}`.",
-        "",
-        "## Target",
-        "",
-        f"![target]({_save(target_figure(df[target]), figures / 'target.png', out_dir)})",
-        "",
-    ]
+    lines = ["# Exploratory data analysis (training set)", "", opening(df, features, target), ""]
+    if own is None:
+        lines += target_section(df[target], out_dir)
     if cleaning:
         lines += rows_section(cleaning)
     if dropped:
         lines += dropped_section(dropped)
+    lines += own or []
     if numeric:
         lines += numeric_section(df, features)
     if categorical:
-        lines += [
-            "## Categorical features",
-            "",
-            markdown(categorical_summary(df, categorical)),
-            "",
-        ]
+        table = markdown(categorical_summary(df, categorical))
+        lines += [*heading("Categorical features"), table, ""]
     if text:
         lines += text_section(df, text, target)
+    missing = missing_summary(df[[*features, *labelled]])
     lines += distributions_section(df, features, missing, out_dir)
     if len(correlated) >= 2:
         lines += correlations_section(df, correlated, out_dir)

@@ -8,33 +8,34 @@ from sklearn.pipeline import Pipeline
 from {{ cookiecutter.package_name }} import (
     bundle,
     data,
+    eda,
     evaluate,
     features,
     monitor,
     registry,
-    task,
     train,
 )
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.detectors import RobustZScore, choose_threshold
 from {{ cookiecutter.package_name }}.errors import CannotTell, DataError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE, SENSORS
 
 
 @pytest.fixture(scope="module")
 def sensors() -> pd.DataFrame:
-    return task.SAMPLES["sensors"]()
+    return PROBLEM_TYPE.samples["sensors"]()
 
 
 def test_the_sample_is_deterministic_with_a_few_percent_labelled_anomalies(sensors):
-    assert sensors.equals(task.SAMPLES["sensors"]())
-    assert {*task.SENSORS, "timestamp", "machine_id", "anomaly"} == set(sensors.columns)
+    assert sensors.equals(PROBLEM_TYPE.samples["sensors"]())
+    assert {*SENSORS, "timestamp", "machine_id", "anomaly"} == set(sensors.columns)
     assert 0.02 < sensors["anomaly"].mean() < 0.06
     assert sensors["timestamp"].is_monotonic_increasing
 
 
 def test_the_new_product_line_shifts_normal_behaviour(sensors):
-    new = task.SAMPLES["sensors_new_line"]()
+    new = PROBLEM_TYPE.samples["sensors_new_line"]()
     normal = sensors[sensors["anomaly"] == 0]
     shift = (new["motor_current"].median() - normal["motor_current"].median()) / normal[
         "motor_current"
@@ -66,23 +67,23 @@ def test_the_threshold_follows_the_rule():
     assert low < high == 90
 
 
-@pytest.mark.parametrize("name", list(task.CANDIDATES))
+@pytest.mark.parametrize("name", list(PROBLEM_TYPE.candidates))
 def test_every_candidate_scores_and_flags(name, sensors):
-    X = sensors[list(task.SENSORS)].to_numpy()
-    model = task.make_candidate(name, {}, seed=0).fit(X, sensors["anomaly"])
-    predictions = task.predict(model, X)
+    X = sensors[list(SENSORS)].to_numpy()
+    model = PROBLEM_TYPE.make_candidate(name, {}, seed=0, spec=None).fit(X, sensors["anomaly"])
+    predictions = PROBLEM_TYPE.predict(model, X)
     assert predictions.values.shape == predictions.flags.shape == (len(X),)
     assert np.array_equal(predictions.flags, model.predict(X) == 1)
-    assert task.score(sensors["anomaly"].to_numpy(), predictions)["pr_auc"] > 0.1
+    assert PROBLEM_TYPE.score(sensors["anomaly"].to_numpy(), predictions)["pr_auc"] > 0.1
     exported = train.export_onnx(Pipeline([("model", model)]))
     assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 
 def test_the_same_rows_in_another_order_give_the_same_model(sensors):
-    X = sensors[list(task.SENSORS)].to_numpy()
+    X = sensors[list(SENSORS)].to_numpy()
     shuffled = X[np.random.default_rng(1).permutation(len(X))]
-    first = task.make_candidate("robust_covariance", {}, seed=0).fit(X)
-    second = task.make_candidate("robust_covariance", {}, seed=0).fit(shuffled)
+    first = PROBLEM_TYPE.make_candidate("robust_covariance", {}, seed=0, spec=None).fit(X)
+    second = PROBLEM_TYPE.make_candidate("robust_covariance", {}, seed=0, spec=None).fit(shuffled)
     assert first.threshold_ == pytest.approx(second.threshold_)
     assert np.allclose(first.score_samples(X), second.score_samples(X))
 
@@ -90,7 +91,7 @@ def test_the_same_rows_in_another_order_give_the_same_model(sensors):
 def test_perfect_scores_score_perfectly():
     y = np.array([0, 0, 1, 0, 1])
     scores = y.astype(float)
-    metrics = task.score(y, task.Predictions(scores, scores >= 0.5, 0.5))
+    metrics = PROBLEM_TYPE.score(y, PROBLEM_TYPE.Predictions(scores, scores >= 0.5, 0.5))
     assert metrics == {"pr_auc": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0}
 
 
@@ -114,21 +115,36 @@ def test_free_text_is_left_out_because_the_detectors_cannot_read_it(problem, sen
         features.resolve_features(frame, declared)
 
 
+def test_the_eda_report_shows_the_anomalies_and_needs_no_labels(problem, sensors, tmp_path):
+    frame = sensors.head(600)
+    kinds = features.resolve_features(frame, problem)
+    labelled = eda.report(frame, kinds, "anomaly", tmp_path / "labelled").read_text()
+    assert "1 categorical, 0 date), label `anomaly`." in labelled
+    assert "## Anomalies" in labelled and "## Target" not in labelled
+    assert "| ('machine_id', 'press-01')" in labelled  # the anomaly rate per machine
+    assert "`anomaly` ~" not in labelled and "~ `anomaly`" not in labelled
+    assert "A sensor that goes silent" in labelled
+    unlabelled = eda.report(frame.drop(columns="anomaly"), kinds, None, tmp_path / "unlabelled")
+    assert "no labels." in unlabelled.read_text()
+    assert "## Anomalies" not in unlabelled.read_text()
+
+
 def test_an_unknown_hyper_parameter_is_named():
     with pytest.raises(ValueError, match="n_estimator"):
-        task.make_candidate("isolation_forest", {"n_estimator": 10}, seed=0)
+        PROBLEM_TYPE.make_candidate("isolation_forest", {"n_estimator": 10}, seed=0, spec=None)
 
 
 def test_the_response_gives_a_score_a_flag_and_the_threshold():
-    predictions = task.Predictions(np.array([0.2, 3.5]), np.array([False, True]), 2.0)
-    body = task.PredictResponse.model_validate(task.response(predictions, "v1")).model_dump()
+    predictions = PROBLEM_TYPE.Predictions(np.array([0.2, 3.5]), np.array([False, True]), 2.0)
+    response = PROBLEM_TYPE.response(predictions, "v1")
+    body = PROBLEM_TYPE.PredictResponse.model_validate(response).model_dump()
     assert body == {
         "model_version": "v1",
         "threshold": 2.0,
         "predictions": [0.2, 3.5],
         "anomalies": [False, True],
     }
-    assert task.prediction_counts(predictions, {}) == {"anomaly": 1, "normal": 1}
+    assert PROBLEM_TYPE.prediction_counts(predictions, {}) == {"anomaly": 1, "normal": 1}
 
 
 def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project, sensors):
@@ -171,7 +187,7 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
 
 
 def test_the_new_product_line_raises_drift(mixed_project, tmp_path):
-    new = task.SAMPLES["sensors_new_line"]()
+    new = PROBLEM_TYPE.samples["sensors_new_line"]()
     reference = features.read_processed(mixed_project.processed)[0]
     for name in ("band", "seen_on"):  # the mixed project's extra columns, as in training
         new[name] = reference[name].sample(len(new), replace=True, random_state=0).to_numpy()
