@@ -131,6 +131,7 @@ class ProblemType(ABC):
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, processed_dir: Path
     ) -> None:
         """Raise DataError when a test unit is also in the training set: evaluation refused."""
+
     # --- stage 3: exploratory report -----------------------------------------------------
 
     #: the feature kinds the models read, as the EDA report counts them
