@@ -8,7 +8,6 @@ from conftest import edit_yaml
 from {{ cookiecutter.package_name }} import data
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.features import resolve_features
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
@@ -101,7 +100,7 @@ def test_a_failing_sql_query_is_reported(project, sample):
 
 
 def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample):
-    kinds = resolve_features(sample, problem)
+    kinds = PROBLEM_TYPE.resolve_features(sample, problem)
     column = next(name for name, kind in kinds.items() if kind in ("numeric", "text", "datetime"))
     broken = sample.astype({column: object})
     broken.loc[:2, column] = "  " if kinds[column] == "text" else "n/a?"
@@ -110,17 +109,17 @@ def test_validation_names_the_column_and_counts_bad_rows(problem, params, sample
 
 
 def test_validation_rejects_a_feature_missing_too_often(problem, params, sample):
-    column = next(iter(resolve_features(sample, problem)))
+    column = next(iter(PROBLEM_TYPE.resolve_features(sample, problem)))
     sample.loc[: int(len(sample) * 0.8), column] = None
     with pytest.raises(
         DataError, match=rf"column '{column}': missing_share: \d+ of {len(sample)} rows missing"
     ):
-        data.validate(sample, problem, params, resolve_features(sample, problem))
+        data.validate(sample, problem, params, PROBLEM_TYPE.resolve_features(sample, problem))
 
 
 def test_a_target_missing_from_the_data_is_named(problem, sample):
     with pytest.raises(DataError, match=f"target.name: '{problem.target.name}' is not a column"):
-        resolve_features(sample.drop(columns=problem.target.name), problem)
+        PROBLEM_TYPE.resolve_features(sample.drop(columns=problem.target.name), problem)
 
 
 def test_row_identities_follow_values_not_positions_or_dtypes():

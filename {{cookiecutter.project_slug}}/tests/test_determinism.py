@@ -8,15 +8,9 @@ import numpy as np
 {% endif -%}
 from conftest import quick
 
-{% if cookiecutter.problem_type == "forecasting" -%}
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
-{%- else -%}
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
-{%- endif %}
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, train
 from {{ cookiecutter.package_name }}.errors import GateFailed
-{%- if cookiecutter.problem_type != "forecasting" %}
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
-{%- endif %}
 
 VARYING = {"version", "champion", "gate"}  # the bundle's name, and the model it is compared with
 
@@ -24,7 +18,7 @@ VARYING = {"version", "champion", "gate"}  # the bundle's name, and the model it
 def run_pipeline(project, problem, params) -> tuple[str, dict]:
     """collect, prepare, train and evaluate; the gate's verdict does not matter here."""
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     version = train.run(project.processed, project.models, problem, params)
     with contextlib.suppress(GateFailed):
         evaluate.run(project.processed, project.models, project.reports, problem, params)
@@ -44,7 +38,7 @@ def test_a_rerun_gives_identical_metrics_and_predictions(project, problem, param
     assert old.metadata["cv"] == new.metadata["cv"]
     assert old.reference == new.reference  # input and prediction distributions on training
 {%- if cookiecutter.problem_type != "forecasting" %}
-    _, test, schema = features.read_processed(project.processed)
+    _, test, schema = data.read_processed(project.processed)
     X = test[list(schema)]
     np.testing.assert_array_equal(
         PROBLEM_TYPE.predict(old.model, X).values, PROBLEM_TYPE.predict(new.model, X).values

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, train
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, train
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.errors import ConfigError, GateFailed
@@ -125,7 +125,7 @@ def test_an_undefined_primary_metric_is_inconclusive_with_its_reason(problem, pa
 @pytest.fixture
 def prepared(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     return quick(params)
 
 

@@ -14,8 +14,10 @@ from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
+from {{ cookiecutter.package_name }}.contract import Recent
+from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.features import read_processed
+from {{ cookiecutter.package_name }}.predictor import to_frame
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 ROWS = 200  # recent rows per check: above min_rows, so every alarm is live
@@ -49,9 +51,10 @@ def as_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def check(served, frame: pd.DataFrame, thresholds) -> dict:
-    recent = monitor.recent_frame(as_rows(frame), served.metadata["features"])
+    recent = to_frame(as_rows(frame), served.metadata["features"])
     outputs = PROBLEM_TYPE.predict(served.model, recent).values.tolist()
-    return monitor.compare(served.reference, recent, outputs, thresholds)
+    columns = {name: recent[name] for name in served.reference["features"]}
+    return monitor.compare(served.reference, Recent(columns, outputs, source={}), thresholds)
 
 
 def numeric_feature(served) -> str:
@@ -262,7 +265,7 @@ def test_metrics_a_sample_cannot_define_are_undefined_with_a_reason(
     target = served.metadata["target"]
     rows = read_processed(mixed_project.processed)[0]
     single = rows[rows[target] == rows[target].mode()[0]].head(60)
-    frame = monitor.recent_frame(as_rows(single.drop(columns=target)), served.metadata["features"])
+    frame = to_frame(as_rows(single.drop(columns=target)), served.metadata["features"])
     evaluation = json.loads((served.path / "evaluation.json").read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning that escapes fails the test

@@ -3,9 +3,10 @@ import time
 import pytest
 from conftest import PROJECT_ROOT, quick
 
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, features, registry, train
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, registry, train
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import ProjectError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def two_versions(tmp_path_factory):
     project = Paths(root)
     problem, params = load_problem(project.problem), quick(load_params(project.params))
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     promoted = []
     for _ in range(2):
         time.sleep(1.1)  # version names carry the time to the second

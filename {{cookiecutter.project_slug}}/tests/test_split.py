@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }} import data, features, train
+from {{ cookiecutter.package_name }} import data, features, rows
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import DataError, exit_code
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
@@ -36,13 +36,13 @@ def prepare(project, problem, params, raw=None) -> dict:
 def identified(project) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and test as written, indexed by row identity."""
     return (
-        pd.read_parquet(project.processed / features.TRAIN_FILE),
-        pd.read_parquet(project.processed / features.TEST_FILE),
+        pd.read_parquet(project.processed / data.TRAIN_FILE),
+        pd.read_parquet(project.processed / data.TEST_FILE),
     )
 
 
 def recorded_test_ids(project) -> list[str]:
-    return json.loads((project.processed / features.SPLIT_FILE).read_text())["test_ids"]
+    return json.loads((project.processed / data.SPLIT_FILE).read_text())["test_ids"]
 
 
 def assert_disjoint(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> None:
@@ -75,7 +75,7 @@ def test_a_config_change_keeps_exactly_the_same_test_rows(project, problem, para
     prepare(project, problem, params)
     first_train, first_test = identified(project)
     recorded = recorded_test_ids(project)
-    _, _, kinds = features.read_processed(project.processed)
+    _, _, kinds = data.read_processed(project.processed)
 
     change(project, kinds)
     problem, params = load_problem(project.problem), load_params(project.params)
@@ -86,7 +86,7 @@ def test_a_config_change_keeps_exactly_the_same_test_rows(project, problem, para
     assert sorted(test_rows.index) == sorted(first_test.index) == sorted(recorded)
     assert list(train_rows.index) == list(first_train.index)
     assert_disjoint(train_rows, test_rows)
-    _, _, new_kinds = features.read_processed(project.processed)
+    _, _, new_kinds = data.read_processed(project.processed)
     assert set(test_rows.columns) == {*new_kinds, problem.target.name}
 
 
@@ -118,7 +118,7 @@ def test_repeated_rows_stay_on_one_side_of_the_split_and_in_one_fold(project, pa
 
     target = problem.target.name
     X, y = train_rows.drop(columns=target), train_rows[target]
-    groups = train.cv_groups(X, y)
+    groups = rows.cv_groups(X, y)
     assert len(set(groups)) < len(groups)  # the repeats are in training too
     for fit_idx, val_idx in PROBLEM_TYPE.cv_splitter(params.cv.folds, 0).split(X, y, groups=groups):
         assert not set(groups[fit_idx]) & set(groups[val_idx])
@@ -163,7 +163,7 @@ def test_a_test_row_in_training_is_refused_before_evaluation(project, problem, p
     pd.concat([train_rows, test_rows.iloc[[0]]]).to_parquet(project.processed / "train.parquet")
 
     with pytest.raises(DataError, match="1 test rows are also in the training set") as caught:
-        features.read_processed(project.processed)
+        data.read_processed(project.processed)
     assert exit_code(caught.value) == 2
 
     prepare(project, problem, params)  # rebuilt from the recorded identities

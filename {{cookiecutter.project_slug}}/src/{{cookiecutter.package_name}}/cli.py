@@ -13,9 +13,10 @@ from typing import Annotated
 
 import typer
 
-from . import data, drift_report, eda, evaluate, features, monitor, registry, tables, train
+from . import data, drift_report, eda, evaluate, monitor, registry, tables, train
 from .config import Paths, load_params, load_problem
 from .errors import ProjectError, exit_code
+from .problem_type import PROBLEM_TYPE
 
 app = typer.Typer(
     help="The ML workflow, stage by stage: from collect to evaluate, then monitor and retrain.",
@@ -50,21 +51,21 @@ def validate(root: Path = ROOT) -> None:
     """Stage 2: check data/raw against the contract in problem.yaml."""
     paths, problem, params = _context(root)
     raw = data.read_raw(paths.raw)
-    data.validate(raw, problem, params, features.resolve_features(raw, problem))
+    data.validate(raw, problem, params, PROBLEM_TYPE.resolve_features(raw, problem))
 
 
 @app.command()
 def prepare(root: Path = ROOT) -> None:
     """Stage 3: validate, clean and split data/raw into data/processed."""
     paths, problem, params = _context(root)
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
 
 
 @app.command("eda")
 def eda_command(root: Path = ROOT) -> None:
     """Stage 3: write reports/eda/README.md with tables and figures of the training set."""
     paths, problem, _ = _context(root)
-    train_df, _, schema = features.read_processed(paths.processed)
+    train_df, _, schema = data.read_processed(paths.processed)
     notes = tables.preparation(paths.processed)
     eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
 
@@ -88,8 +89,8 @@ def pipeline(root: Path = ROOT) -> None:
     """Stages 2 to 5 in one go: collect, prepare (with validation), eda, train, evaluate."""
     paths, problem, params = _context(root)
     data.collect(problem, paths.raw, paths.root)
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
-    train_df, _, schema = features.read_processed(paths.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    train_df, _, schema = data.read_processed(paths.processed)
     notes = tables.preparation(paths.processed)
     eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
     train.run(paths.processed, paths.models, problem, params)
@@ -150,7 +151,7 @@ def retrain(
     paths, problem, params = _context(root)
     recent = monitor.read_data(holdout) if holdout else None
     data.collect(problem, paths.raw, paths.root, force=True)  # the old snapshot is archived
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params, holdout=recent)
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .problem_type import PROBLEM_TYPE
 from .errors import ConfigError
+from .problem_type import PROBLEM_TYPE
 
 FeatureKind = Literal["numeric", "categorical", "datetime", "text"]
 
@@ -27,7 +27,9 @@ class SampleSource(_Strict):
     @classmethod
     def _known_sample(cls, value: str) -> str:
         if value not in PROBLEM_TYPE.samples:
-            raise ValueError(f"unknown sample {value!r}; valid choices: {', '.join(PROBLEM_TYPE.samples)}")
+            raise ValueError(
+                f"unknown sample {value!r}; valid choices: {', '.join(PROBLEM_TYPE.samples)}"
+            )
         return value
 
 
@@ -76,7 +78,9 @@ class ProblemConfig(_Strict):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in PROBLEM_TYPE.metrics:
-            raise ValueError(f"unknown metric {value!r}; valid choices: {', '.join(PROBLEM_TYPE.metrics)}")
+            raise ValueError(
+                f"unknown metric {value!r}; valid choices: {', '.join(PROBLEM_TYPE.metrics)}"
+            )
         return value
 
 
@@ -134,16 +138,12 @@ class EvaluationParams(_Strict):
     confidence: float = Field(0.95, gt=0, lt=1)
 
 
-class GateParams(_Strict):
-    """Below a minimum the test set is too small to judge: the gate is inconclusive (exit 3)."""
+class GateParams(PROBLEM_TYPE.GateMinimums):
+    """Below a minimum (the problem type's `GateMinimums`) the test set is too small to
+    judge: the gate is inconclusive (exit 3)."""
 
     min_improvement: float = Field(0.0, ge=0)
     require_significant: bool = True
-{%- if cookiecutter.problem_type == "forecasting" %}
-    min_blocks: int = Field(5, ge=2)  # blocks of `horizon` consecutive forecast origins
-{%- else %}
-    min_test_rows: int = Field(30, ge=2)
-{%- endif %}
 {%- if cookiecutter.problem_type == "anomaly_detection" %}
     min_positives: int = Field(10, ge=1)  # labelled anomalies in the test set
 {%- endif %}

@@ -1,7 +1,7 @@
 """The problem-type contract: what every problem type provides to the shared stages.
 
 `problem_type.py` holds this project's one implementation and exposes it as
-`PROBLEM_TYPE`. The shared modules (data, features, train, evaluate, monitor, the service)
+`PROBLEM_TYPE`. The shared modules (config, data, cli, train, evaluate, monitor, the service)
 call only the members below and never ask which type they serve. A new type subclasses
 `ProblemType` (or a base for its kind of data, such as `rows.RowProblemType`), fills in the
 abstract members, and overrides a default only where its data needs it.
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,39 @@ class Metric:
     greater_is_better: bool
     scorer: str  # scikit-learn scorer name for cross-validation ("" where the type backtests)
     compute: Callable[[np.ndarray, Any], float]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a type's stage 4 hands to the bundle: the fitted models and what to record."""
+
+    model: Any  # the fitted candidate
+    baseline: Any  # the fitted baseline
+    cv: dict | None  # the candidate's scores on the training set alone; None if unscored
+    schema: list[dict]  # the inputs the service accepts, the bundle's `features`
+    reference: dict  # the yardstick of drift: statistics of the training data and outputs
+    facts: dict = field(default_factory=dict)  # more metadata the type reads back later
+    onnx: bytes | None = None  # the candidate compiled to ONNX, where it converts
+
+
+@dataclass(frozen=True)
+class Recent:
+    """Recent data as stage 7 compares it with the bundle's training reference."""
+
+    columns: dict[str, pd.Series]  # recent values of every feature the reference holds
+    outputs: list  # the model's recent outputs, compared with its outputs on training
+    source: dict  # where the data and the outputs came from, for the report
+    output_rows: int | None = None  # the sample size behind `outputs`: one per output if None
+    missing: dict[str, float] | None = None  # missing rates, where not the columns' own
+    labelled: tuple | None = None  # the truth and the `Predictions` for it, where known
+
+
+class MinTestRows(BaseModel):
+    """The gate's minimum test set for most types: a number of labelled test rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_test_rows: int = Field(30, ge=2)
 
 
 class ProblemType(ABC):
@@ -62,8 +95,14 @@ class ProblemType(ABC):
     TargetSpec: ClassVar[type[BaseModel]]
     #: the pydantic model of a /v1/predict answer, for the OpenAPI schema
     PredictResponse: ClassVar[type[BaseModel]]
-    #: the frozen dataclass `predict` returns
+    #: the frozen dataclass of a model's predictions
     Predictions: ClassVar[type]
+    #: how the drift report names what it counts and compares, as fields of
+    #: `drift_report.Wording` that differ from its defaults (rows, features, predictions)
+    monitor_wording: ClassVar[dict[str, Any]] = {}
+    #: params.yaml `gate` fields that say when the test set is too small to judge (see
+    #: `too_small`): a frozen pydantic model that forbids extra keys
+    GateMinimums: ClassVar[type[BaseModel]] = MinTestRows
 
     # --- stage 2: data -------------------------------------------------------------------
 
@@ -74,6 +113,24 @@ class ProblemType(ABC):
     def timestamps(self, raw: pd.DataFrame, spec) -> pd.Series | None:
         """The time of each raw row, when the type orders data in time; None otherwise."""
         return None
+
+    # --- stage 3: features and split ------------------------------------------------------
+
+    @abstractmethod
+    def resolve_features(self, raw: pd.DataFrame, problem) -> dict[str, str]:
+        """The model's inputs and their kinds (numeric, categorical, datetime, text), from
+        problem.yaml and the raw columns. DataError names a configured column that is missing."""
+
+    @abstractmethod
+    def prepare(self, raw: pd.DataFrame, problem, params, processed_dir: Path) -> dict:
+        """Validate and clean the raw data, split it into a training and a test set and write
+        both with `data.write_processed`. Returns a summary for the log."""
+
+    @abstractmethod
+    def check_disjoint(
+        self, train: pd.DataFrame, test: pd.DataFrame, features: dict, processed_dir: Path
+    ) -> None:
+        """Raise DataError when a test unit is also in the training set: evaluation refused."""
 
     # --- stage 3: exploratory report -----------------------------------------------------
 
@@ -104,8 +161,13 @@ class ProblemType(ABC):
         """The control: an unfitted model that ignores what the candidate learns from."""
 
     @abstractmethod
-    def predict(self, model, X: pd.DataFrame):
-        """A fitted model's `Predictions` for the units of `X`."""
+    def fit(
+        self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params
+    ) -> Trained:
+        """Score the candidate on the training set alone (cross-validation or a backtest),
+        fit it and the baseline on the whole training set, and describe what to record.
+        `test` is never fitted on; a type may use its size. ConfigError names a bad
+        parameter; DataError or CannotTell says why the data cannot train the models."""
 
     @abstractmethod
     def prediction_reference(self, predictions) -> dict:
@@ -166,10 +228,6 @@ class ProblemType(ABC):
     ) -> list[Path]:
         """The candidate's figures on the test set, saved in `out_dir`."""
 
-    @abstractmethod
-    def plot_target(self, ax, y: pd.Series) -> None:
-        """The target's distribution, drawn on a matplotlib axis for the EDA report."""
-
     # --- stage 6: serving ----------------------------------------------------------------
 
     @abstractmethod
@@ -180,3 +238,20 @@ class ProblemType(ABC):
     def prediction_counts(self, predictions, reference: dict) -> dict[str, int]:
         """Predictions counted by bucket (class, decile, flag) for the service's metrics;
         `reference` is what `prediction_reference` returned at training."""
+
+    # --- stage 7: monitoring -------------------------------------------------------------
+
+    @abstractmethod
+    def parse_record(self, line: str) -> dict:
+        """One line of the service's prediction log, with its "time" (UTC) and
+        "model_version"; ValueError if the line is malformed."""
+
+    @abstractmethod
+    def recent_from_file(self, served, path: Path, last: int | None) -> Recent:
+        """The recent data in a CSV or Parquet file (its last `last` rows) and the served
+        bundle's outputs for it. DataError names what the file lacks."""
+
+    @abstractmethod
+    def recent_from_log(self, served, records: list[dict], log_path: Path) -> Recent:
+        """The recent data in records of the prediction log (see `parse_record`) and the
+        outputs the served bundle makes for it."""

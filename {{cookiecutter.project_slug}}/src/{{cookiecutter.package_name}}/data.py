@@ -11,14 +11,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, FileSource, Params, ProblemConfig, SampleSource, SqlSource
 from .errors import DataError
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
 RAW_FILE = "dataset.parquet"
 MANIFEST_FILE = "manifest.json"
+TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE = (
+    "train.parquet",
+    "test.parquet",
+    "features.json",
+    "split.json",
+)
 ROW_ID = "row_id"  # the index name of processed rows: the identity of their raw row
 _MISSING = "\x00missing"  # how a missing value enters a row's hash, whatever its dtype
 
@@ -174,6 +180,41 @@ def read_raw(raw_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def write_processed(
+    processed_dir: Path,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    features: dict[str, FeatureKind],
+    target: str | None,
+    dropped: dict[str, str],
+) -> None:
+    """The training and test sets and their input schema, as stage 4 reads them back with
+    `read_processed`. The index is kept: a row type's holds the row identities."""
+    processed_dir.mkdir(parents=True, exist_ok=True)
+    train.to_parquet(processed_dir / TRAIN_FILE)
+    test.to_parquet(processed_dir / TEST_FILE)
+    # a list of pairs keeps the column order that the model was trained with
+    write_json(
+        processed_dir / FEATURES_FILE,
+        {"target": target, "features": list(features.items()), "dropped": dropped},
+    )
+
+
+def read_processed(
+    processed_dir: Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
+    """The training set, the fixed test set and the input schema written by stage 3, after
+    checking that no test unit is in the training set."""
+    paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
+    train, test = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    features = dict(json.loads(paths[2].read_text())["features"])
+    PROBLEM_TYPE.check_disjoint(train, test, features, processed_dir)
+    return train.reset_index(drop=True), test.reset_index(drop=True), features
+
+
 def validation_schema(problem: ProblemConfig, params: Params, features: dict[str, FeatureKind]):
     """The contract of problem.yaml as a pandera schema."""
     import pandera.pandas as pa
@@ -215,9 +256,10 @@ def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features)
     import pandera.pandas as pa
 
     schema = validation_schema(problem, params, features)
-{% if cookiecutter.problem_type == "forecasting" %}    # The time of each row as read from its timestamp column(s): dates, years, periods.
-    df = df.assign(**{problem.target.time_column: PROBLEM_TYPE.timestamps(df, problem.target)})
-{% endif %}    try:
+    stamps = PROBLEM_TYPE.timestamps(df, problem.target)
+    if stamps is not None:  # the time of each row as read from its timestamp column(s)
+        df = df.assign(**{stamps.name: stamps})
+    try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         summary = _summarise(exc.failure_cases, df, params.validation.max_missing_share)

@@ -21,9 +21,8 @@ from scipy.stats import bootstrap
 
 from . import bundle, registry
 from .config import Params, ProblemConfig
-from .data import write_json
+from .data import read_processed, write_json
 from .errors import CannotTell, DataError, GateFailed
-from .features import read_processed
 from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)

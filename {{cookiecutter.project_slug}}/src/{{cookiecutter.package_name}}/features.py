@@ -1,4 +1,5 @@
-"""Stage 3: feature inference, cleaning, the train/test split and the preprocessing pipeline."""
+"""Stage 3 for row types: feature inference, cleaning, the train/test split and the
+preprocessing pipeline (`rows.RowProblemType` calls it)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,19 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from .problem_type import PROBLEM_TYPE
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
-from .data import ROW_ID, row_content, row_ids, validate, write_json
+from .data import (
+    ROW_ID,
+    SPLIT_FILE,
+    TEST_FILE,
+    row_content,
+    row_ids,
+    validate,
+    write_json,
+    write_processed,
+)
 from .errors import DataError
+from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -413,13 +423,7 @@ def model_pipeline(
     return Pipeline([("preprocess", build_preprocessor(features, params)), ("model", estimator)])
 
 
-TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE, CLEANING_FILE = (
-    "train.parquet",
-    "test.parquet",
-    "features.json",
-    "split.json",
-    "cleaning.json",
-)
+CLEANING_FILE = "cleaning.json"
 
 
 def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path) -> dict:
@@ -438,17 +442,7 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     _log_cleaning(report)
     processed_dir.mkdir(parents=True, exist_ok=True)
     train, test = _train_and_test(cleaned, problem, params, processed_dir)
-    train.to_parquet(processed_dir / TRAIN_FILE)  # the index holds the row identities
-    test.to_parquet(processed_dir / TEST_FILE)
-    # a list of pairs keeps the column order that the model was trained with
-    write_json(
-        processed_dir / FEATURES_FILE,
-        {
-            "target": target,
-            "features": list(features.items()),
-            "dropped": dropped_columns(raw, problem),
-        },
-    )
+    write_processed(processed_dir, train, test, features, target, dropped_columns(raw, problem))
     summary = {
         "cleaning": {**asdict(report), "duplicate_share": round(report.duplicate_share, 4)},
         "train_rows": len(train),
@@ -577,18 +571,3 @@ def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, processed_dir: Path)
             f"{processed_dir}: {leaked} test rows are also in the training set, e.g. row "
             f"{sorted(shared)[0]}; evaluation refused: run `prepare` again"
         )
-
-
-def read_processed(
-    processed_dir: Path,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
-    """The training set, the fixed test set and the feature schema written by `prepare`,
-    after checking that no test row is in the training set."""
-    paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
-    train, test = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
-    check_disjoint(train, test, processed_dir)
-    features = dict(json.loads(paths[2].read_text())["features"])
-    return train.reset_index(drop=True), test.reset_index(drop=True), features

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .features import FEATURES_FILE
+from .data import FEATURES_FILE
 
 
 def number(value: object) -> str:

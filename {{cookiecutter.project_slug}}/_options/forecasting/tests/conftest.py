@@ -52,14 +52,15 @@ def edit_yaml(path: Path, **changes) -> None:
 def trained_project(tmp_path_factory) -> Paths:
     """A project whose pipeline ran on the sample series: collected, prepared, trained and
     evaluated (promoted). Trained once per test session; tests copy what they change."""
-    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+    from {{ cookiecutter.package_name }} import data, evaluate, train
+    from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
     root = tmp_path_factory.mktemp("trained")
     shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
     paths = Paths(root)
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
     data.collect(problem, paths.raw, paths.root)
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
     return paths

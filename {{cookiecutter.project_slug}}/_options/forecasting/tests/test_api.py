@@ -17,11 +17,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from {{ cookiecutter.package_name }} import bundle, evaluate, registry, task, train
+from {{ cookiecutter.package_name }} import bundle, evaluate, forecasters, registry, train
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
-from {{ cookiecutter.package_name }}.features import read_processed
+from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.predictor import Predictor
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def settings_for(paths, tmp_path: Path, **changes) -> Settings:
@@ -73,7 +74,7 @@ def test_health_and_readiness(client):
 
 
 def test_the_model_card_shows_the_series_metrics_and_type(card, trained_project):
-    assert card["problem_type"] == task.PROBLEM_TYPE
+    assert card["problem_type"] == PROBLEM_TYPE.name
     assert card["model_version"] == bundle.read_pointer(trained_project.models, "current")
     problem = load_problem(trained_project.problem)
     series = card["features"][0]
@@ -81,7 +82,7 @@ def test_the_model_card_shows_the_series_metrics_and_type(card, trained_project)
     assert series["horizon"] == problem.target.horizon
     assert series["frequency"] == problem.target.frequency
     assert card["metrics"]["gate"]["passed"] is True
-    assert set(card["metrics"]["candidate"]) == set(task.METRICS)
+    assert set(card["metrics"]["candidate"]) == set(PROBLEM_TYPE.metrics)
 
 
 def test_the_openapi_example_comes_from_the_bundle_and_is_answered(client, series):
@@ -120,13 +121,13 @@ def test_the_service_forecasts_what_the_evaluation_backtest_forecasts(trained_pr
     made = Predictor(served).forecast(history["timestamps"], history["values"], body["horizon"])
     spec = load_problem(trained_project.problem).target
     stamps = pd.DatetimeIndex(history["timestamps"])
-    positions = task.season_positions(
+    positions = forecasters.season_positions(
         pd.date_range(stamps[0], periods=len(stamps) + 1, freq=spec.frequency),
         spec.frequency,
         spec.season_length,
     )
     values = np.array([*history["values"], 0.0])
-    expected, _ = task.backtest(
+    expected, _ = forecasters.backtest(
         served.model, values, positions, np.array([len(stamps)]), body["horizon"]
     )
     np.testing.assert_allclose(made.values, expected)
@@ -383,6 +384,6 @@ def test_the_dashboard_shows_the_forecast_metrics_drift_and_history(
     assert bundle.read_pointer(trained_project.models, "current") in html
     assert 'id="drift-status" class="badge drift">drift<' in html
     assert "Latest report 2024-05-01T00:00:00+00:00 on" in html
-    assert all(f"<td>{name}" in html for name in task.METRICS)  # mase, mae, rmse, smape
+    assert all(f"<td>{name}" in html for name in PROBLEM_TYPE.metrics)  # mase, mae, rmse, smape
     assert "/v1/predict" in html  # traffic counts
     assert "promoted" in html  # registry history

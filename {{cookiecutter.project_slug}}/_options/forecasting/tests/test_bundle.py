@@ -4,24 +4,25 @@ import numpy as np
 import pytest
 from conftest import quick
 
-from {{ cookiecutter.package_name }} import bundle, data, features, task, train
+from {{ cookiecutter.package_name }} import bundle, data, forecasters, series, train
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 @pytest.fixture
 def trained(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     version = train.run(project.processed, project.models, problem, quick(params))
     return project.models / version
 
 
 def test_a_bundle_round_trips_with_its_schema_and_reference(trained, problem):
     loaded = bundle.load(trained)
-    train_part, _, _ = features.read_processed(trained.parents[1] / "data" / "processed")
-    _, series, positions = train.as_series(train_part, problem.target)
-    origins = np.array([len(series)])
-    values = np.append(series, 0.0)
-    forecast, _ = task.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
+    train_part, _, _ = data.read_processed(trained.parents[1] / "data" / "processed")
+    _, history, positions = series.as_series(train_part, problem.target)
+    origins = np.array([len(history)])
+    values = np.append(history, 0.0)
+    forecast, _ = forecasters.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
     assert np.isfinite(forecast).all()
     assert loaded.metadata["target"] == problem.target.name
     assert loaded.metadata["features"][0]["min_history"] == loaded.model.window_

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import bundle, data, features, monitor, task, train
+from {{ cookiecutter.package_name }} import bundle, data, recent_series, series, train
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE, TargetSpec
 
 
 def daily(days: int, start: str = "2024-01-01") -> tuple[list[str], list[float]]:
@@ -19,7 +20,7 @@ def daily(days: int, start: str = "2024-01-01") -> tuple[list[str], list[float]]
 
 def test_short_gaps_are_interpolated_and_marked():
     stamps, values = daily(10)
-    index, filled, missing = features.regularise(
+    index, filled, missing = series.regularise(
         stamps[:3] + stamps[5:], values[:3] + values[5:], "D", max_gap=2
     )
     assert len(index) == 10
@@ -29,14 +30,14 @@ def test_short_gaps_are_interpolated_and_marked():
 
 def test_unsorted_rows_are_sorted_and_missing_ends_dropped():
     stamps, values = daily(6)
-    index, filled, _ = features.regularise(stamps[::-1], [None, *values[1:5], None][::-1], "D", 0)
+    index, filled, _ = series.regularise(stamps[::-1], [None, *values[1:5], None][::-1], "D", 0)
     assert index[0] == pd.Timestamp(stamps[1])
     assert filled.tolist() == values[1:5]
 
 
 def test_a_daylight_saving_change_is_no_gap():
     stamps = ["2024-03-31T00:00:00+01:00", "2024-03-31T01:00:00+01:00", "2024-03-31T03:00:00+02:00"]
-    index, _, missing = features.regularise(stamps, [1.0, 2.0, 3.0], "h", max_gap=0)
+    index, _, missing = series.regularise(stamps, [1.0, 2.0, 3.0], "h", max_gap=0)
     assert len(index) == 3
     assert not missing.any()
 
@@ -51,27 +52,25 @@ def test_a_daylight_saving_change_is_no_gap():
 )
 def test_series_that_cannot_be_made_regular_are_refused(stamps, message):
     with pytest.raises(ValueError, match=message):
-        features.regularise(stamps, [1.0] * len(stamps), "D", max_gap=2)
+        series.regularise(stamps, [1.0] * len(stamps), "D", max_gap=2)
 
 
 def test_the_split_is_by_time_and_the_test_period_is_the_end(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    summary = features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    train, test, schema = features.read_processed(project.processed)
+    summary = PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    train, test, schema = data.read_processed(project.processed)
     stamp = problem.target.timestamp
     assert schema == {stamp: "datetime"}
     assert train[stamp].is_monotonic_increasing and test[stamp].is_monotonic_increasing
     step = pd.Timedelta(1, unit="D")
     assert test[stamp].iloc[0] - train[stamp].iloc[-1] == step  # contiguous, no overlap
     assert len(test) == round((len(train) + len(test)) * params.split.test_size)
-    assert summary["interpolated"] == int(
-        train[features.FILLED].sum() + test[features.FILLED].sum()
-    )
+    assert summary["interpolated"] == int(train[series.FILLED].sum() + test[series.FILLED].sum())
     assert summary["interpolated"] > 0  # the sample has missing days
 
 
 def test_a_gap_longer_than_max_gap_fails_prepare_with_its_dates(project, params):
-    frame = task.SAMPLES["demand"]()
+    frame = PROBLEM_TYPE.samples["demand"]()
     frame = frame.drop(index=range(100, 110)).reset_index(drop=True)
     (project.root / "data" / "external").mkdir(parents=True)
     frame.to_csv(project.root / "data" / "external" / "gappy.csv", index=False)
@@ -79,23 +78,23 @@ def test_a_gap_longer_than_max_gap_fails_prepare_with_its_dates(project, params)
     problem = load_problem(project.problem)
     data.collect(problem, project.raw, project.root)
     with pytest.raises(DataError, match=r"gaps longer than max_gap=3 steps, the first \d+ steps"):
-        features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+        PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
 
 
 def test_a_test_period_shorter_than_the_horizon_is_refused(problem):
-    series = pd.DataFrame({"value": range(50)})
+    frame = pd.DataFrame({"value": range(50)})
     with pytest.raises(DataError, match="fewer than the horizon"):
-        features.split(series, problem.target, test_size=0.1)
+        series.split(frame, problem.target, test_size=0.1)
 
 
 def test_a_missing_timestamp_column_is_named(problem):
-    frame = task.SAMPLES["demand"]().drop(columns=problem.target.timestamp)
+    frame = PROBLEM_TYPE.samples["demand"]().drop(columns=problem.target.timestamp)
     with pytest.raises(DataError, match=f"target.timestamp: '{problem.target.timestamp}'"):
-        features.resolve_features(frame, problem)
+        series.resolve_features(frame, problem)
 
 
-def spec(timestamp, frequency: str) -> task.TargetSpec:
-    return task.TargetSpec(
+def spec(timestamp, frequency: str) -> TargetSpec:
+    return TargetSpec(
         name="value", timestamp=timestamp, frequency=frequency, horizon=1, season_length=1
     )
 
@@ -115,7 +114,9 @@ def spec(timestamp, frequency: str) -> task.TargetSpec:
     ],
 )
 def test_years_and_period_strings_land_on_the_grid_inside_their_period(written, frequency, periods):
-    stamps = task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
+    stamps = PROBLEM_TYPE.timestamps(
+        pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency)
+    )
     offset = pd.tseries.frequencies.to_offset(frequency)
     for stamp, period in zip(stamps, periods, strict=True):
         if period is None:
@@ -128,7 +129,7 @@ def test_years_and_period_strings_land_on_the_grid_inside_their_period(written, 
 
 def test_iso_dates_and_times_are_read_as_written():
     written = ["2024-01-05", "2024-01-05T10:30:00", "2024-03-31T03:00:00+02:00"]
-    stamps = task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", "D"))
+    stamps = PROBLEM_TYPE.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", "D"))
     assert stamps.name == "t"
     assert stamps.tolist() == [
         pd.Timestamp("2024-01-05"),
@@ -146,7 +147,7 @@ def test_iso_dates_and_times_are_read_as_written():
 )
 def test_a_year_and_a_quarter_or_month_column_make_one_time(part, frequency, written, expected):
     raw = pd.DataFrame({"year": [1990.0] * 3, part: written, "value": 1.0})
-    stamps = task.timestamps(raw, spec(["year", part], frequency))
+    stamps = PROBLEM_TYPE.timestamps(raw, spec(["year", part], frequency))
     assert stamps.name == f"year_{part}"
     assert stamps.tolist() == [pd.Period(p).end_time.normalize() for p in expected]
 
@@ -161,10 +162,10 @@ def test_a_year_and_a_quarter_or_month_column_make_one_time(part, frequency, wri
 )
 def test_values_that_are_no_time_are_named(written, frequency, bad):
     with pytest.raises(DataError, match=f"column 't': {bad}"):
-        task.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
+        PROBLEM_TYPE.timestamps(pd.DataFrame({"t": written, "value": 1.0}), spec("t", frequency))
     raw = pd.DataFrame({"year": [1990, 1990], "month": [12, 13], "value": 1.0})
     with pytest.raises(DataError, match=r"column 'year' and 'month': 1 rows fail, e.g\. '1990 13'"):
-        task.timestamps(raw, spec(["year", "month"], "ME"))
+        PROBLEM_TYPE.timestamps(raw, spec(["year", "month"], "ME"))
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_a_bad_timestamp_setting_is_one_error_exit_2(
 def test_the_off_grid_error_names_the_anchor_the_data_is_on(anchor, frequency):
     stamps = pd.date_range("2023-01-01", periods=12, freq=anchor).delete([3, 7])
     with pytest.raises(ValueError, match=r"use frequency: \S+$") as error:
-        features.regularise(stamps.strftime("%Y-%m-%d"), [1.0] * 10, frequency, max_gap=1)
+        series.regularise(stamps.strftime("%Y-%m-%d"), [1.0] * 10, frequency, max_gap=1)
     suggested = str(error.value).rsplit(" ", 1)[-1]
     assert stamps.isin(pd.date_range(stamps[0], stamps[-1], freq=suggested)).all()
     if anchor.startswith("W"):
@@ -204,7 +205,7 @@ def test_the_off_grid_error_names_the_anchor_the_data_is_on(anchor, frequency):
 def test_no_frequency_is_suggested_for_irregular_times():
     stamps = ["2024-01-06", "2024-01-13", "2024-01-17", "2024-01-27"]
     with pytest.raises(ValueError, match="not on the 'W' grid") as error:
-        features.regularise(stamps, [1.0] * 4, "W", max_gap=1)
+        series.regularise(stamps, [1.0] * 4, "W", max_gap=1)
     assert "use frequency" not in str(error.value)
 
 
@@ -231,8 +232,8 @@ def test_year_and_quarter_columns_give_a_quarterly_series_that_trains(project, p
     )
     problem = load_problem(project.problem)
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    train_part, test_part, schema = features.read_processed(project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    train_part, test_part, schema = data.read_processed(project.processed)
     assert schema == {"year_quarter": "datetime"}
     stamps = pd.concat([train_part, test_part])["year_quarter"]
     assert stamps.tolist() == [q.end_time.normalize() for q in quarters]
@@ -246,5 +247,5 @@ def test_year_and_quarter_columns_give_a_quarterly_series_that_trains(project, p
     )
     assert served.metadata["features"][0]["timestamp"] == "year_quarter"
     raw.tail(40).to_csv(project.root / "recent.csv", index=False)  # year and quarter columns
-    recent, *_ = monitor._from_file(served, project.root / "recent.csv", last=None)
-    np.testing.assert_allclose(recent["level"], raw["gdp"].tail(40))
+    recent = recent_series.from_file(served, project.root / "recent.csv", last=None)
+    np.testing.assert_allclose(recent.columns["level"], raw["gdp"].tail(40))

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor
+from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor, recent_series
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
+from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.features import read_processed
 from {{ cookiecutter.package_name }}.predictor import Predictor
 
 REQUESTS = 20  # recent histories per check: their distinct values pass min_rows
@@ -66,11 +66,17 @@ def check(served, requests: list[dict], thresholds) -> dict:
             {"timestamp": t, "value": v}
             for t, v in zip(made.timestamps, made.values[0], strict=True)
         ]
-        records.append({"history": history, "horizon": body["horizon"], "forecast": forecast})
-    frequency = served.metadata["features"][0]["frequency"]
-    recent, missing, _ = monitor.recent_values(records, frequency)
-    outputs = [p["value"] for r in records for p in r["forecast"]]
-    return monitor.compare(served.reference, recent, missing, outputs, len(records), thresholds)
+        records.append(
+            {
+                "time": datetime.now(timezone.utc),
+                "model_version": served.version,
+                "history": history,
+                "horizon": body["horizon"],
+                "forecast": forecast,
+            }
+        )
+    recent = recent_series.from_log(served, records, monitor.DEFAULT_LOG)
+    return monitor.compare(served.reference, recent, thresholds)
 
 
 def check_named(report: dict, name: str) -> dict:

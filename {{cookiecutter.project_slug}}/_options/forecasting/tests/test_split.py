@@ -3,17 +3,18 @@
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }} import data, features
+from {{ cookiecutter.package_name }} import data
 from {{ cookiecutter.package_name }}.errors import DataError, exit_code
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
 def test_a_rerun_keeps_exactly_the_same_test_period(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    first_train, first_test, _ = features.read_processed(project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    first_train, first_test, _ = data.read_processed(project.processed)
 
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    train, test, _ = features.read_processed(project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    train, test, _ = data.read_processed(project.processed)
 
     pd.testing.assert_frame_equal(test, first_test)
     pd.testing.assert_frame_equal(train, first_train)
@@ -23,11 +24,11 @@ def test_a_rerun_keeps_exactly_the_same_test_period(project, problem, params):
 
 def test_a_test_step_in_training_is_refused_before_evaluation(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    train, test, _ = features.read_processed(project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    train, test, _ = data.read_processed(project.processed)
     leaked = pd.concat([train, test.iloc[:3]], ignore_index=True)
-    leaked.to_parquet(project.processed / features.TRAIN_FILE, index=False)
+    leaked.to_parquet(project.processed / data.TRAIN_FILE, index=False)
 
     with pytest.raises(DataError, match="3 test steps are also in the training part") as caught:
-        features.read_processed(project.processed)
+        data.read_processed(project.processed)
     assert exit_code(caught.value) == 2

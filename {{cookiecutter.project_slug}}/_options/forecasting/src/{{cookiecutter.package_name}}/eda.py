@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FeatureKind
-from .features import FILLED, gap_runs
+from .series import FILLED, gap_runs
 from .tables import dropped_section, markdown
 
 log = logging.getLogger(__name__)

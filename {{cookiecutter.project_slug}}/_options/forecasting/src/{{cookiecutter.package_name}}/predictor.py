@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from . import task
 from .bundle import Bundle
-from .features import regularise
+from .forecasters import season_positions
+from .problem_type import Predictions
+from .series import regularise
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +118,16 @@ class Predictor:
         self.prediction_reference = model_bundle.reference["predictions"]
         self.fast = None  # the recursive forecast has no ONNX export; scikit-learn serves it
 
-    def forecast(self, timestamps, values, horizon: int) -> task.Predictions:
+    def forecast(self, timestamps, values, horizon: int) -> Predictions:
         """The next `horizon` steps after a history, with their timestamps."""
         series = self.series
         index, filled, _ = regularise(timestamps, values, series["frequency"], series["max_gap"])
         future = pd.date_range(index[-1], periods=horizon + 1, freq=series["frequency"])[1:]
-        positions = task.season_positions(future[:1], series["frequency"], series["season_length"])
+        positions = season_positions(future[:1], series["frequency"], series["season_length"])
         forecast = self.model.forecast(filled[None, -self.model.window_ :], positions, horizon)
         stamps = tuple(stamp.isoformat() for stamp in future)
-        return task.Predictions(np.asarray(forecast, dtype=float), self.scale, stamps)
+        return Predictions(np.asarray(forecast, dtype=float), self.scale, stamps)
 
-    def predict_request(self, body: BaseModel) -> task.Predictions:
+    def predict_request(self, body: BaseModel) -> Predictions:
         """Forecasts for a validated request body (see `request_model`)."""
         return self.forecast(body.history.timestamps, body.history.values, body.horizon)

@@ -1,4 +1,4 @@
-"""Stage 3: a regular series from the raw rows, and the time-ordered train/test split.
+"""The series: stage 3 makes it regular and splits it by time; stage 4 backtests on it.
 
 The raw rows are sorted by time and put on the grid of the configured frequency. Missing
 steps (absent rows or empty values) are filled by linear interpolation when a run of them
@@ -6,11 +6,13 @@ is at most `max_gap` steps long; a longer run is an error that names its dates, 
 inventing a long stretch of data would mislead both training and evaluation. Leading and
 trailing missing steps are dropped. The test set is the last `test_size` share of the
 series: never shuffled, and the model never sees it before the evaluation.
+
+Training backtests the candidate on rolling origins in the training part, fits both models
+on all of it, and records the end of the series as the yardstick of drift.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,20 +20,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
+from sklearn.base import clone
 
-from . import task
+from . import drift
 from .config import FeatureKind, Params, ProblemConfig
-from .data import validate, write_json
-from .errors import DataError
+from .contract import Trained
+from .data import SPLIT_FILE, validate, write_json, write_processed
+from .errors import ConfigError, DataError
+from .forecasters import backtest, season_positions, seasonal_scale
+from .problem_type import PROBLEM_TYPE, Predictions, TargetSpec
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE, TEST_FILE, FEATURES_FILE, SPLIT_FILE = (
-    "train.parquet",
-    "test.parquet",
-    "features.json",
-    "split.json",
-)
 FILLED = "interpolated"  # column of the processed series: True where a gap was filled
 
 
@@ -126,10 +126,10 @@ def gap_runs(missing: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), (ends - starts).tolist(), strict=True))
 
 
-def series_frame(raw: pd.DataFrame, spec: task.TargetSpec) -> pd.DataFrame:
+def series_frame(raw: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
     """The raw rows as a regular series: timestamp, value and the interpolated mask. Rows
     without a time are left out, with a count in the log."""
-    stamps = task.timestamps(raw, spec)
+    stamps = PROBLEM_TYPE.timestamps(raw, spec)
     if stamps.isna().any():
         log.warning("%d rows without a time in %s left out", stamps.isna().sum(), spec.time_column)
     rows = pd.DataFrame({"time": stamps, "value": raw[spec.name]}).dropna(subset="time")
@@ -142,7 +142,7 @@ def series_frame(raw: pd.DataFrame, spec: task.TargetSpec) -> pd.DataFrame:
     return pd.DataFrame({spec.time_column: index, spec.name: values, FILLED: filled})
 
 
-def split(series: pd.DataFrame, spec: task.TargetSpec, test_size: float):
+def split(series: pd.DataFrame, spec: TargetSpec, test_size: float):
     """The last test_size share of the series is the test period; the rest trains."""
     test_steps = round(len(series) * test_size)
     if test_steps < spec.horizon:
@@ -171,21 +171,12 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
         filled,
     )
     train, test = split(series, spec, params.split.test_size)
-    processed_dir.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(processed_dir / TRAIN_FILE, index=False)
-    test.to_parquet(processed_dir / TEST_FILE, index=False)
-    write_json(
-        processed_dir / FEATURES_FILE,
-        {
-            "target": spec.name,
-            "features": list(features.items()),
-            "dropped": {
-                name: "a forecast reads only the timestamp and the target"
-                for name in raw.columns
-                if name not in (*spec.timestamp_columns, spec.name)
-            },
-        },
-    )
+    dropped = {
+        name: "a forecast reads only the timestamp and the target"
+        for name in raw.columns
+        if name not in (*spec.timestamp_columns, spec.name)
+    }
+    write_processed(processed_dir, train, test, features, spec.name, dropped)
     write_json(
         processed_dir / SPLIT_FILE,
         {
@@ -210,21 +201,6 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     }
 
 
-def read_processed(
-    processed_dir: Path,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, FeatureKind]]:
-    """The training part, the test period and the input schema written by `prepare`, after
-    checking that the training part ends before the test period starts."""
-    paths = [processed_dir / name for name in (TRAIN_FILE, TEST_FILE, FEATURES_FILE)]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise DataError(f"{', '.join(missing)} missing: run `prepare` first")
-    train, test = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
-    features = dict(json.loads(paths[2].read_text())["features"])
-    check_disjoint(train, test, next(iter(features)), processed_dir)
-    return train, test, features
-
-
 def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, stamp: str, processed_dir: Path):
     """A step's timestamp is its identity: refuse a training part that reaches the test period."""
     if len(train) and len(test) and train[stamp].max() >= test[stamp].min():
@@ -234,3 +210,123 @@ def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, stamp: str, processe
             f"{train[stamp].max()}, the test period starts {test[stamp].min()}); "
             "evaluation refused: run `prepare` again"
         )
+
+
+def as_series(frame: pd.DataFrame, spec: TargetSpec):
+    """Timestamps, values and season positions of a processed series."""
+    dates = pd.DatetimeIndex(frame[spec.time_column])
+    positions = season_positions(dates, spec.frequency, spec.season_length)
+    return dates, frame[spec.name].to_numpy(float), positions
+
+
+def cross_validate(model, series, positions, spec: TargetSpec, metric: str, params: Params) -> dict:
+    """Rolling-origin backtest: each fold fits on everything before its block of
+    2 x horizon steps and forecasts the horizon from every origin in the block."""
+    block, horizon = 2 * spec.horizon, spec.horizon
+    compute = PROBLEM_TYPE.metrics[metric].compute
+    scores = []
+    for fold in range(params.cv.folds, 0, -1):
+        start = len(series) - fold * block
+        fitted = clone(model).fit(series[:start], positions[:start])
+        origins = np.arange(start, start + block - horizon + 1)
+        forecasts, actuals = backtest(fitted, series, positions, origins, horizon)
+        scale = seasonal_scale(series[:start], spec.season_length)
+        scores.append(compute(actuals, Predictions(forecasts, scale)))
+        log.info("backtest fold %d/%d: %s = %.4f", len(scores), params.cv.folds, metric, scores[-1])
+    return {
+        "metric": metric,
+        "folds": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+    }
+
+
+def _series_reference(values: np.ndarray, missing: float) -> dict:
+    return drift.feature_reference("series", pd.Series(values, dtype=float)) | {
+        "missing_rate": missing
+    }
+
+
+def reference_statistics(model, train: pd.DataFrame, spec: TargetSpec, steps: int) -> dict:
+    """The end of the training series, the yardstick for drift: the level of its values,
+    their step-to-step change, the share of interpolated steps, and the forecasts the
+    candidate makes from origins in it."""
+    _, series, positions = as_series(train, spec)
+    steps = min(max(steps, 4 * spec.season_length), len(series) - model.window_)
+    recent = series[-steps:]
+    missing = float(train[FILLED].to_numpy()[-steps:].mean())
+    origins = np.arange(len(series) - steps, len(series) - spec.horizon + 1)
+    forecasts, _ = backtest(model, series, positions, origins, spec.horizon)
+    scale = seasonal_scale(series, spec.season_length)
+    return {
+        "rows": steps,
+        "features": {
+            "level": _series_reference(recent, missing),
+            "change": _series_reference(np.diff(recent), missing),
+        },
+        "predictions": PROBLEM_TYPE.prediction_reference(Predictions(forecasts, scale)),
+    }
+
+
+def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[dict]:
+    """The contract the API serves: the series, its frequency, the longest horizon, the
+    shortest history, and an example request taken from the end of the training part."""
+    example = train.iloc[-window:]
+    values = train[spec.name]
+    return [
+        {
+            "name": spec.name,
+            "kind": "series",
+            "timestamp": spec.time_column,
+            "source_timestamp": spec.timestamp,
+            "frequency": spec.frequency,
+            "horizon": spec.horizon,
+            "season_length": spec.season_length,
+            "max_gap": spec.max_gap,
+            "min_history": window,
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "first": train[spec.time_column].iloc[0].isoformat(),
+            "last": train[spec.time_column].iloc[-1].isoformat(),
+            "example": {
+                "timestamps": [stamp.isoformat() for stamp in example[spec.time_column]],
+                "values": example[spec.name].round(4).tolist(),
+            },
+        }
+    ]
+
+
+def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Params) -> Trained:
+    """Backtest the candidate on the training part, then fit it and the baseline on all of
+    it; the drift reference covers as many recent steps as the test period."""
+    spec = problem.target
+    _, series, positions = as_series(train, spec)
+    log.info("training %s on %d steps of %r", params.model.name, len(series), spec.name)
+    try:
+        candidate = PROBLEM_TYPE.make_candidate(
+            params.model.name, params.model.params, params.split.seed, spec
+        )
+    except ValueError as exc:
+        raise ConfigError(f"params.yaml model.params: {exc}") from exc
+    needed = 2 * spec.horizon * params.cv.folds + candidate.lag_seasons * spec.season_length
+    if len(series) < needed + 2 * candidate.min_samples_leaf:
+        raise DataError(
+            f"the training part has {len(series)} steps; backtesting {params.cv.folds} folds "
+            f"needs at least {needed + 2 * candidate.min_samples_leaf}"
+        )
+    cv = cross_validate(candidate, series, positions, spec, problem.metric, params)
+    log.info("backtest %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
+    try:
+        candidate.fit(series, positions)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
+    baseline = PROBLEM_TYPE.make_baseline(params.baseline.strategy, params.split.seed, spec)
+    baseline.fit(series, positions)
+    return Trained(
+        model=candidate,
+        baseline=baseline,
+        cv=cv,
+        schema=series_schema(train, spec, max(candidate.window_, baseline.window_)),
+        reference=reference_statistics(candidate, train, spec, test_steps),
+        facts={"scale": seasonal_scale(series, spec.season_length)},
+    )

@@ -1,9 +1,8 @@
-"""Stage 7: has the series moved away from the one the model was trained on?
+"""Stage 7 for a series: what the monitor compares with the end of the training series.
 
 Recent histories come from the service's prediction log, or a recent stretch of the series
-from a CSV/Parquet file, and are compared with the reference statistics that training
-stored in the model bundle, taken from the end of the training series, through the series
-checks this type registers with `drift`:
+from a CSV/Parquet file, and are compared (by `monitor.py`) with the reference statistics
+that training stored, through the series checks this type registers with `drift`:
 
 - level: the distribution of the values (PSI over the training deciles, and a two-sample KS
   test against the training sample), for a shifted level or a changed scale;
@@ -15,9 +14,7 @@ checks this type registers with `drift`:
   after the model's window is forecast from rolling origins; from the log, the forecasts
   are matched with the values that later requests report for the same timestamps.
 
-The verdict is one of three: drift (exit 1), no drift (exit 0), or not enough data (exit 3)
-when fewer distinct recent values than `monitoring.min_rows` arrived. Writing the report is
-shared with every problem type (`drift_report`).
+The sample size judged against `monitoring.min_rows` is the number of distinct recent values.
 """
 
 from __future__ import annotations
@@ -29,28 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import bundle, drift, drift_report, task
-from .config import MonitoringParams
+from . import drift_report
+from .contract import Recent
 from .drift_report import read_data
 from .errors import DataError
-from .features import FILLED, series_frame
+from .forecasters import backtest, season_positions
 from .predictor import Predictor
-
-DEFAULT_LOG = Path("logs/predictions.jsonl")  # where the service writes it by default
-WORDING = drift_report.Wording(
-    unit="distinct values",
-    features="The series",
-    feature="check",
-    missing="missing steps (train → recent)",
-    outputs="forecasts",
-    performance="forecast errors",
-    performance_title="Forecast errors on {rows} steps with known actual values",
-    figures="Shares per decile of the end of the training series, training against recent.",
-    every_figure=True,
-    widen="widen the window with --since/--last, or pass a longer stretch with --data",
-)
-
-__all__ = ["DEFAULT_LOG", "compare", "parse_record", "read_data", "read_log", "run"]
+from .problem_type import Predictions, TargetSpec
+from .series import FILLED, series_frame
 
 
 def parse_record(line: str) -> dict:
@@ -66,33 +49,6 @@ def parse_record(line: str) -> dict:
         "horizon": len(forecast),
         "forecast": forecast,
     }
-
-
-def read_log(path: Path, last: int | None = None, since: datetime | None = None) -> list[dict]:
-    """Records of the service's prediction log, optionally the last N or those since a time.
-
-    Each comes back as {"time", "model_version", "history", "horizon", "forecast"}."""
-    return drift_report.read_log(path, parse_record, last, since)
-
-
-def compare(
-    reference: dict,
-    recent: dict[str, np.ndarray],
-    missing_rate: float,
-    outputs,
-    forecasts: int,
-    thresholds: MonitoringParams,
-) -> dict:
-    """Recent values, their changes and the forecasts against the training reference.
-
-    `recent` holds the values ("level") and step-to-step changes ("change"); `missing_rate`
-    is the share of missing steps in the recent histories; `outputs` are the values of
-    `forecasts` forecasts (the steps of one forecast move together, so the test counts
-    forecasts). Returns a result per check with a status (ok, warn or drift) and the
-    reasons, and the verdict. Nothing is written."""
-    columns = {name: pd.Series(values, dtype=float) for name, values in recent.items()}
-    missing = dict.fromkeys(columns, missing_rate)
-    return drift.compare_columns(reference, columns, outputs, thresholds, forecasts, missing)
 
 
 def _stamp(value) -> pd.Timestamp:
@@ -134,11 +90,35 @@ def realised_errors(records: list[dict], actuals: dict) -> tuple[np.ndarray, np.
     return np.array(y, dtype=float)[:, None], np.array(forecast, dtype=float)[:, None]
 
 
-def _from_file(served, path: Path, last: int | None):
-    """Values, changes, gaps, forecasts and errors of a recent stretch of the series."""
+def _recent(
+    values: dict[str, np.ndarray],
+    missing_rate: float,
+    outputs: list,
+    forecasts: int,
+    source: dict,
+    actuals: np.ndarray,
+    predictions: Predictions,
+) -> Recent:
+    """The recent values ("level") and changes ("change") with the share of missing steps,
+    and the values of `forecasts` forecasts (the steps of one forecast move together, so
+    the test counts forecasts), and the errors where actual values are known."""
+    columns = {name: pd.Series(series, dtype=float) for name, series in values.items()}
+    return Recent(
+        columns=columns,
+        outputs=outputs,
+        source=source,
+        output_rows=forecasts,
+        missing=dict.fromkeys(columns, missing_rate),
+        labelled=(actuals, predictions) if actuals.size else None,
+    )
+
+
+def from_file(served, path: Path, last: int | None) -> Recent:
+    """Values, changes, gaps, forecasts and errors of a recent stretch of the series: every
+    step after the model's window is forecast from rolling origins."""
     series = served.metadata["features"][0]
     data = read_data(path)
-    target = task.TargetSpec(
+    target = TargetSpec(
         name=series["name"],
         timestamp=series["source_timestamp"],
         frequency=series["frequency"],
@@ -164,11 +144,19 @@ def _from_file(served, path: Path, last: int | None):
             f"({window} of history and a horizon of {horizon})"
         )
     dates = pd.DatetimeIndex(frame[target.time_column])
-    positions = task.season_positions(dates, target.frequency, target.season_length)
-    forecasts, actuals = task.backtest(served.model, values, positions, origins, horizon)
-    predictions = task.Predictions(forecasts, served.metadata["scale"])
-    source = {"kind": "file", "path": str(path), "description": f"{len(data)} rows"}
-    return recent, float(filled.mean()), predictions, actuals, source
+    positions = season_positions(dates, target.frequency, target.season_length)
+    forecasts, actuals = backtest(served.model, values, positions, origins, horizon)
+    predictions = Predictions(forecasts, served.metadata["scale"])
+    source = {
+        "kind": "file",
+        "path": str(path),
+        "description": f"{len(data)} rows",
+        "predictions": "the current model",
+    }
+    outputs = forecasts.ravel().tolist()
+    return _recent(
+        recent, float(filled.mean()), outputs, len(forecasts), source, actuals, predictions
+    )
 
 
 def _forecast_again(served, records: list[dict], log_path: Path) -> None:
@@ -189,45 +177,17 @@ def _forecast_again(served, records: list[dict], log_path: Path) -> None:
         ]
 
 
-def _from_log(served, log_path: Path, last: int | None, since: datetime | None):
-    records = read_log(log_path, last, since)
+def from_log(served, records: list[dict], log_path: Path) -> Recent:
+    """Values, changes and gaps of the logged histories, the logged forecasts if the served
+    model made them all (else its own), and their errors where later histories tell."""
     frequency = served.metadata["features"][0]["frequency"]
     recent, missing_rate, seen = recent_values(records, frequency)
-    predictions_source = "the log"
+    made_by = "the log"
     if {r["model_version"] for r in records} != {served.version}:
         _forecast_again(served, records, log_path)
-        predictions_source = "the current model"
+        made_by = "the current model"
     outputs = [point["value"] for r in records for point in r["forecast"]]
     actuals, realised = realised_errors(records, seen)
-    predictions = task.Predictions(realised, served.metadata["scale"])
-    source = drift_report.log_source(log_path, records) | {"predictions": predictions_source}
-    return (recent, missing_rate, outputs, len(records)), predictions, actuals, source
-
-
-def run(
-    models_dir: Path,
-    reports_dir: Path,
-    thresholds: MonitoringParams,
-    log_path: Path = DEFAULT_LOG,
-    data_path: Path | None = None,
-    last: int | None = None,
-    since: datetime | None = None,
-) -> dict:
-    """Compare recent data with the current model's reference; write the reports.
-
-    Reads the prediction log at `log_path`, or the series in the file at `data_path` when
-    given. Writes reports_dir/<UTC time>.json and .md, figures under reports_dir/figures/,
-    and a copy of the JSON as reports_dir/latest.json. Returns the report;
-    `report["verdict"]` is drift, no drift or not enough data."""
-    served = bundle.load(bundle.resolve(models_dir, "current"))
-    if data_path is not None:
-        recent, missing_rate, predictions, actuals, source = _from_file(served, data_path, last)
-        inputs = (recent, missing_rate, predictions.values.ravel(), len(predictions.values))
-        source["predictions"] = "the current model"
-    else:
-        inputs, predictions, actuals, source = _from_log(served, log_path, last, since)
-    comparison = compare(served.reference, *inputs, thresholds)
-    labelled = (actuals, predictions) if actuals.size else None
-    return drift_report.conclude(
-        served, comparison, source, labelled, thresholds, reports_dir, WORDING
-    )
+    predictions = Predictions(realised, served.metadata["scale"])
+    source = drift_report.log_source(log_path, records) | {"predictions": made_by}
+    return _recent(recent, missing_rate, outputs, len(records), source, actuals, predictions)

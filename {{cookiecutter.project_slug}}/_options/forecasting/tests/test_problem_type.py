@@ -3,12 +3,13 @@ import pandas as pd
 import pytest
 from conftest import quick
 
-from {{ cookiecutter.package_name }} import data, evaluate, features, task, train
+from {{ cookiecutter.package_name }} import data, evaluate, forecasters, train
 from {{ cookiecutter.package_name }}.errors import DataError
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE, Predictions, TargetSpec
 
 
 def test_the_sample_is_deterministic_daily_and_has_gaps():
-    first, second = task.SAMPLES["demand"](), task.SAMPLES["demand"]()
+    first, second = PROBLEM_TYPE.samples["demand"](), PROBLEM_TYPE.samples["demand"]()
     pd.testing.assert_frame_equal(first, second)
     dates = pd.to_datetime(first["date"])
     assert dates.is_monotonic_increasing
@@ -21,17 +22,24 @@ def test_the_sample_is_deterministic_daily_and_has_gaps():
 
 def test_season_positions_repeat_every_season():
     hours = pd.date_range("2024-03-01", periods=72, freq="h")
-    positions = task.season_positions(hours, "h", 24)
+    positions = forecasters.season_positions(hours, "h", 24)
     assert positions.tolist() == hours.hour.tolist()  # the epoch starts at midnight
     days = pd.date_range("2024-03-04", periods=14, freq="D")  # a Monday
-    assert len(set(task.season_positions(days, "D", 7)[[0, 7]])) == 1
+    assert len(set(forecasters.season_positions(days, "D", 7)[[0, 7]])) == 1
+
+
+def seasons(length: int) -> TargetSpec:
+    """A target whose season is `length` steps long."""
+    return TargetSpec(
+        name="demand", timestamp="date", frequency="D", horizon=1, season_length=length
+    )
 
 
 def test_seasonal_naive_repeats_the_last_season():
-    model = task.make_baseline("seasonal_naive", 3).fit(np.arange(10.0))
+    model = PROBLEM_TYPE.make_baseline("seasonal_naive", 0, seasons(3)).fit(np.arange(10.0))
     forecast = model.forecast(np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([0]), horizon=5)
     assert forecast.tolist() == [[2.0, 3.0, 4.0, 2.0, 3.0]]
-    naive = task.make_baseline("naive", 3).fit(np.arange(10.0))
+    naive = PROBLEM_TYPE.make_baseline("naive", 0, seasons(3)).fit(np.arange(10.0))
     assert naive.forecast(np.array([[1.0, 5.0]]), np.array([0]), 2).tolist() == [[5.0, 5.0]]
 
 
@@ -40,32 +48,34 @@ def test_the_candidate_learns_a_seasonal_pattern_the_baseline_gets_wrong():
     steps = np.arange(600)
     positions = steps % 7
     series = 50 + 10 * (positions == 5) + 0.05 * steps + rng.normal(0, 1, len(steps))
-    candidate = task.make_candidate("lag_gradient_boosting", {"max_iter": 100}, 0, 7)
+    candidate = PROBLEM_TYPE.make_candidate(
+        "lag_gradient_boosting", {"max_iter": 100}, 0, seasons(7)
+    )
     candidate.fit(series[:500], positions[:500])
-    baseline = task.make_baseline("seasonal_naive", 7).fit(series[:500])
+    baseline = PROBLEM_TYPE.make_baseline("seasonal_naive", 0, seasons(7)).fit(series[:500])
     origins = np.arange(500, 586)
-    scale = task.seasonal_scale(series[:500], 7)
+    scale = forecasters.seasonal_scale(series[:500], 7)
     scores = {}
     for name, model in {"candidate": candidate, "baseline": baseline}.items():
-        forecasts, actuals = task.backtest(model, series, positions, origins, 14)
-        scores[name] = task.METRICS["mase"].compute(actuals, task.Predictions(forecasts, scale))
+        forecasts, actuals = forecasters.backtest(model, series, positions, origins, 14)
+        scores[name] = PROBLEM_TYPE.metrics["mase"].compute(actuals, Predictions(forecasts, scale))
     assert scores["candidate"] < scores["baseline"]
 
 
 def test_metrics_match_their_definitions():
     y = np.array([[100.0, 200.0]])
-    predictions = task.Predictions(np.array([[110.0, 180.0]]), scale=5.0)
-    scores = task.score(y, predictions)
+    predictions = Predictions(np.array([[110.0, 180.0]]), scale=5.0)
+    scores = PROBLEM_TYPE.score(y, predictions)
     assert scores["mae"] == pytest.approx(15.0)
     assert scores["rmse"] == pytest.approx(np.sqrt((100 + 400) / 2))
     assert scores["mase"] == pytest.approx(3.0)
     assert scores["smape"] == pytest.approx(100 * (20 / 210 + 40 / 380) / 2)
-    assert task.score(y, task.Predictions(y, 1.0))["smape"] == 0.0
+    assert PROBLEM_TYPE.score(y, Predictions(y, 1.0))["smape"] == 0.0
 
 
 def test_the_response_dates_every_step():
-    predictions = task.Predictions(np.array([[1.5, 2.5]]), 1.0, ("2024-01-01", "2024-01-02"))
-    assert task.response(predictions, "v1") == {
+    predictions = Predictions(np.array([[1.5, 2.5]]), 1.0, ("2024-01-01", "2024-01-02"))
+    assert PROBLEM_TYPE.response(predictions, "v1") == {
         "model_version": "v1",
         "forecast": [
             {"timestamp": "2024-01-01", "value": 1.5},
@@ -77,16 +87,18 @@ def test_the_response_dates_every_step():
 def test_the_bootstrap_resamples_blocks_of_consecutive_origins(problem, params):
     rng = np.random.default_rng(0)
     y = rng.normal(100, 5, (140, 14))
-    candidate = task.Predictions(y + rng.normal(0, 1, y.shape), 5.0)
-    baseline = task.Predictions(y + rng.normal(0, 3, y.shape), 5.0)
+    candidate = Predictions(y + rng.normal(0, 1, y.shape), 5.0)
+    baseline = Predictions(y + rng.normal(0, 3, y.shape), 5.0)
     params = quick(params)
-    block = task.resampling_block(problem.target)
+    block = PROBLEM_TYPE.resampling_block(problem.target)
     assert block == problem.target.horizon
     ci = evaluate.bootstrap_primary(y, candidate, baseline, "mae", params, block=block)
     assert ci == evaluate.bootstrap_primary(y, candidate, baseline, "mae", params, block=block)
     low, high = ci["difference"]
     assert low < high < 0  # clearly better: the whole interval is below zero
-    assert ci["candidate"][0] < task.METRICS["mae"].compute(y, candidate) < ci["candidate"][1]
+    assert (
+        ci["candidate"][0] < PROBLEM_TYPE.metrics["mae"].compute(y, candidate) < ci["candidate"][1]
+    )
     # one block is nothing to resample: no interval, and the gate cannot tell
     assert evaluate.bootstrap_primary(y[:block], candidate, baseline, "mae", params, block) is None
 
@@ -94,14 +106,14 @@ def test_the_bootstrap_resamples_blocks_of_consecutive_origins(problem, params):
 def test_too_few_blocks_of_origins_cannot_be_judged(problem, params):
     horizon, needed = problem.target.horizon, params.gate.min_blocks
     enough = np.zeros((needed * horizon, horizon))
-    assert task.too_small(enough, problem.target, params.gate) is None
-    message = task.too_small(enough[: horizon * (needed - 1)], problem.target, params.gate)
+    assert PROBLEM_TYPE.too_small(enough, problem.target, params.gate) is None
+    message = PROBLEM_TYPE.too_small(enough[: horizon * (needed - 1)], problem.target, params.gate)
     assert f"make {needed - 1} blocks" in message and "shorter horizon" in message
 
 
 def test_a_holdout_that_does_not_continue_the_series_is_refused(project, problem, params):
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     prepared = quick(params)
     train.run(project.processed, project.models, problem, prepared)
     test = pd.read_parquet(project.processed / "test.parquet")

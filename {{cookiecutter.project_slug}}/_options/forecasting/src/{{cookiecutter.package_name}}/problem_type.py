@@ -1,0 +1,520 @@
+"""The problem type of this project, forecasting: the series, control, treatment, metrics.
+
+A unit is a forecast origin: from the history up to it, both models forecast `horizon`
+steps ahead (see forecasters.py). Stage 3 makes the raw rows a regular series and splits
+it by time; stage 4 backtests the candidate on rolling origins (see series.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from pandas.tseries.offsets import (
+    BMonthBegin,
+    BMonthEnd,
+    BQuarterBegin,
+    BQuarterEnd,
+    MonthBegin,
+    MonthEnd,
+    QuarterBegin,
+    QuarterEnd,
+)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import drift
+from .contract import Metric, ProblemType, Recent, Trained
+from .errors import DataError
+from .forecasters import LagBoostingForecaster, SeasonalNaive, backtest, season_positions
+
+
+class TargetSpec(BaseModel):
+    """The `target` section of configs/problem.yaml: the series and what to forecast."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="The value column.")
+    timestamp: str | list[str] = Field(
+        description="The column with each value's time, or a year column and a quarter or "
+        "month column."
+    )
+    frequency: str = Field(description="pandas frequency of the series: D, h, W, 15min…")
+    horizon: int = Field(ge=1, description="How many steps ahead to forecast.")
+    season_length: int = Field(ge=1, description="Steps in one season, e.g. 7 for weekly.")
+    max_gap: int = Field(3, ge=0, description="Longest run of missing steps to interpolate.")
+    min: float | None = None
+    max: float | None = None
+
+    @field_validator("frequency")
+    @classmethod
+    def _known_frequency(cls, value: str) -> str:
+        try:
+            to_offset(value)
+        except ValueError as exc:
+            raise ValueError(f"unknown frequency {value!r}; e.g. D, h, W or 15min") from exc
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _one_or_two_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]
+        if isinstance(value, list) and (len(value) != 2 or value[0] == value[1]):
+            raise ValueError(
+                f"{value!r}: give one column, or two: a year column and a quarter or month column"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _parts_match_frequency(self) -> TargetSpec:
+        if isinstance(self.timestamp, list) and self.part is None:
+            raise ValueError(
+                f"timestamp {self.timestamp!r}: a year and a quarter or month column needs a "
+                f"quarterly (QE) or monthly (ME) frequency, not {self.frequency!r}"
+            )
+        return self
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        """The raw columns that make the time: one, or a year and a quarter or month."""
+        return [self.timestamp] if isinstance(self.timestamp, str) else list(self.timestamp)
+
+    @property
+    def time_column(self) -> str:
+        """The series' timestamp column: the raw column, or the two joined with "_"."""
+        return "_".join(self.timestamp_columns)
+
+    @property
+    def part(self) -> str | None:
+        """What the second column of a year counts at this frequency: quarter, month or None."""
+        offset = to_offset(self.frequency)
+        if isinstance(offset, QuarterBegin | QuarterEnd | BQuarterBegin | BQuarterEnd):
+            return "quarter"
+        if isinstance(offset, MonthBegin | MonthEnd | BMonthBegin | BMonthEnd):
+            return "month"
+        return None
+
+
+# A year (also written 1700.0), a quarter (1959Q1, 1959-Q1) or a month (2001-03).
+PERIOD = re.compile(r"\d{4}(?:\.0*)?|\d{4}-?[Qq][1-4]|\d{4}-(?:0?[1-9]|1[0-2])")
+
+
+def _whole_numbers(column: pd.Series) -> pd.Series:
+    """Numbers as text without a fraction (1700.0 is 1700); others stay as written."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    whole = numbers.notna() & (numbers == numbers.round())
+    text = column.astype("string").str.strip()
+    return text.mask(whole, numbers[whole].round().astype("Int64").astype("string"))
+
+
+def _year_and_part(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
+    """A year column and a quarter or month column (numbers, or Q1 to Q4) as period text;
+    other pairs as "year part", which is no period."""
+    year, part = (_whole_numbers(raw[column]) for column in spec.timestamp_columns)
+    part = part.str.upper().str.removeprefix("Q")
+    last, joint, width = (4, "Q", 1) if spec.part == "quarter" else (12, "-", 2)
+    valid = pd.to_numeric(part, errors="coerce").between(1, last) & year.str.fullmatch(r"\d{4}")
+    return (year + joint + part.str.zfill(width)).where(valid.fillna(False), year + " " + part)
+
+
+def _demand() -> pd.DataFrame:
+    """Three years of daily demand: a slow trend, a weekly season, autocorrelated noise and
+    nine missing days. Generated, so the same on every machine."""
+    rng = np.random.default_rng(6)
+    dates = pd.date_range("2022-01-03", periods=1096, freq="D")
+    t = np.arange(len(dates))
+    weekly = np.array([-10.0, -4.0, 0.0, 3.0, 8.0, 18.0, 6.0])[dates.day_of_week]
+    noise = np.zeros(len(t))
+    shocks = rng.normal(0.0, 5.0, len(t))
+    for i in range(1, len(t)):
+        noise[i] = 0.7 * noise[i - 1] + shocks[i]
+    demand = 120.0 + 0.01 * t + weekly + noise
+    frame = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "demand": demand.round(1)})
+    missing = [*rng.choice(np.arange(30, len(t) - 30), size=7, replace=False), 500, 501]
+    return frame.drop(index=missing).reset_index(drop=True)
+
+
+class ForecastPoint(BaseModel):
+    timestamp: str
+    value: float
+
+
+class PredictResponse(BaseModel):
+    """What /v1/predict answers: one dated value per forecast step."""
+
+    model_version: str
+    forecast: list[ForecastPoint]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Forecasts, one row per origin and one column per step ahead. `scale` is the
+    in-sample mean absolute error of the seasonal-naive forecast, MASE's yardstick;
+    `timestamps` are the times of the first origin's steps, which a response reports."""
+
+    values: np.ndarray
+    scale: float
+    timestamps: tuple[str, ...] = ()
+
+
+class GateMinimums(BaseModel):
+    """params.yaml `gate` minimum of the test period."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_blocks: int = Field(5, ge=2)  # blocks of `horizon` consecutive forecast origins
+
+
+def _smape(y: np.ndarray, p: Predictions) -> float:
+    denominator = np.abs(y) + np.abs(p.values)
+    ratio = np.divide(
+        2 * np.abs(y - p.values), denominator, where=denominator > 0, out=np.zeros_like(y)
+    )
+    return float(100 * ratio.mean())
+
+
+class Forecasting(ProblemType):
+    """Forecast a regular series `horizon` steps ahead from its recent history."""
+
+    name = "forecasting"
+    prediction_metric_help = "Forecast steps by decile of the training forecasts."
+    samples: ClassVar[dict[str, Callable[[], pd.DataFrame]]] = {"demand": _demand}
+    candidates: ClassVar[dict[str, type]] = {"lag_gradient_boosting": LagBoostingForecaster}
+    baseline_strategies = ("seasonal_naive", "naive")
+    metrics: ClassVar[dict[str, Metric]] = {
+        "mase": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean() / p.scale)),
+        "mae": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean())),
+        "rmse": Metric(False, "", lambda y, p: float(np.sqrt(((y - p.values) ** 2).mean()))),
+        "smape": Metric(False, "", _smape),
+    }
+    TargetSpec = TargetSpec
+    PredictResponse = PredictResponse
+    Predictions = Predictions
+    GateMinimums = GateMinimums
+    monitor_wording: ClassVar[dict[str, object]] = {
+        "unit": "distinct values",
+        "features": "The series",
+        "feature": "check",
+        "missing": "missing steps (train → recent)",
+        "outputs": "forecasts",
+        "performance": "forecast errors",
+        "performance_title": "Forecast errors on {rows} steps with known actual values",
+        "figures": "Shares per decile of the end of the training series, training against recent.",
+        "every_figure": True,
+        "widen": "widen the window with --since/--last, or pass a longer stretch with --data",
+    }
+
+    # --- stage 2: data -------------------------------------------------------------------
+
+    def target_column(self, spec: TargetSpec):
+        """The value's contract as a pandera column: numeric, within the configured range."""
+        import pandera.pandas as pa
+
+        checks = []
+        if spec.min is not None:
+            checks.append(pa.Check.ge(spec.min))
+        if spec.max is not None:
+            checks.append(pa.Check.le(spec.max))
+        return pa.Column(float, coerce=True, nullable=True, checks=checks)
+
+    def timestamps(self, raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
+        """The time of each raw row, named `spec.time_column`, NaT where none is given.
+
+        ISO 8601 dates and times are read as written (in UTC, without the offset, when they
+        carry one). Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03),
+        or a year column with a quarter or month column, are periods: each lands on the first
+        step of the frequency grid inside it, e.g. 1959-03-31 for 1959Q1 at frequency QE.
+        Raises DataError naming the column(s) and examples of values that are none of these."""
+        columns, index = spec.timestamp_columns, raw.index
+        raw = raw[columns].reset_index(drop=True)  # aligned by position, whatever the index
+        if len(columns) == 2:
+            text = _year_and_part(raw, spec)
+        elif pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
+            text = raw[columns[0]].astype("string")
+        else:
+            text = _whole_numbers(raw[columns[0]])
+        is_period = text.str.fullmatch(PERIOD).fillna(False).astype(bool)
+        offset = to_offset(spec.frequency)
+        grid = {
+            value: offset.rollforward(pd.Period(value.split(".")[0]).start_time)
+            for value in text[is_period].unique()
+        }
+        fraction = text.str.fullmatch(r"-?\d*\.\d*").fillna(False).astype(bool)  # 1700.5 is no date
+        stamps = pd.to_datetime(
+            text.mask(is_period | fraction), format="ISO8601", errors="coerce", utc=True
+        )
+        stamps = stamps.dt.tz_localize(None).mask(is_period, text[is_period].map(grid))
+        bad = text[text.notna() & stamps.isna()]
+        if len(bad):
+            examples = ", ".join(map(repr, bad.drop_duplicates().head(3)))
+            raise DataError(
+                f"column {' and '.join(map(repr, columns))}: {len(bad)} rows fail, e.g. {examples}: "
+                "not an ISO date or time, a year, a quarter (1959Q1) or a month (2001-03)"
+            )
+        return stamps.rename(spec.time_column).set_axis(index)
+
+    # --- stage 3: the series and its split (series.py imports the configuration, and so
+    # this module: it is imported when called) --------------------------------------------
+
+    def resolve_features(self, raw: pd.DataFrame, problem) -> dict[str, str]:
+        """The one input of a forecast: the time of each value (see `series.resolve_features`)."""
+        from .series import resolve_features
+
+        return resolve_features(raw, problem)
+
+    def prepare(self, raw: pd.DataFrame, problem, params, processed_dir: Path) -> dict:
+        """Validate the raw rows, make them a regular series and split it by time."""
+        from .series import prepare
+
+        return prepare(raw, problem, params, processed_dir)
+
+    def check_disjoint(
+        self, train: pd.DataFrame, test: pd.DataFrame, features: dict, processed_dir: Path
+    ) -> None:
+        """A step's timestamp is its identity: refuse a training part that reaches the test
+        period."""
+        from .series import check_disjoint
+
+        check_disjoint(train, test, next(iter(features)), processed_dir)
+
+    def holdout_frame(self, holdout: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+        """Recent steps after the data (timestamp and value columns) as a regular series."""
+        from .series import series_frame
+
+        return series_frame(holdout, spec)
+
+    # --- stage 4: models -----------------------------------------------------------------
+
+    def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec):
+        """The treatment: a recursive forecaster over the season `spec` configures."""
+        candidate = self.candidates[name](season_length=spec.season_length, random_state=seed)
+        return candidate.set_params(**params)
+
+    def make_baseline(self, strategy: str, seed: int, spec: TargetSpec) -> SeasonalNaive:
+        """The control group: seasonal naive, or naive (a season of one step)."""
+        return SeasonalNaive(spec.season_length if strategy == "seasonal_naive" else 1)
+
+    def fit(
+        self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params
+    ) -> Trained:
+        """Backtest the candidate on rolling origins in the training part, then fit both
+        models on all of it (see `series.fit`)."""
+        from .series import fit
+
+        return fit(train, len(test), problem, params)
+
+    def prediction_reference(self, predictions: Predictions) -> dict:
+        """Decile edges and shares of forecasts on training data, for prediction-drift checks."""
+        values = np.asarray(predictions.values, dtype=float).ravel()
+        return {"kind": "value_bins", **drift.value_bins(values)}
+
+    # --- stage 5: evaluation -------------------------------------------------------------
+
+    def score(self, y: np.ndarray, predictions: Predictions) -> dict[str, float]:
+        """Every error metric of the forecasts against the actual values."""
+        return {name: metric.compute(y, predictions) for name, metric in self.metrics.items()}
+
+    def subset(self, predictions: Predictions, index: np.ndarray) -> Predictions:
+        """The forecasts from the origins at `index`, for the bootstrap."""
+        return Predictions(predictions.values[index], predictions.scale)
+
+    def held_out(self, model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec):
+        """Actuals and both models' forecasts of `horizon` steps from every origin in
+        `period`, each from the true history before it (rolling origins), as in service: one
+        row per origin. None if the bundle forecasts another series or a shorter horizon."""
+        meta = model_bundle.metadata
+        if meta["target"] != spec.name or meta["features"][0]["horizon"] < spec.horizon:
+            return None
+        dates, series, positions = _continuous_series(history, period, spec)
+        window = max(model_bundle.model.window_, model_bundle.baseline.window_)
+        origins = np.arange(max(len(history), window), len(series) - spec.horizon + 1)
+        if len(origins) == 0:
+            raise DataError(
+                f"{len(period)} steps after {len(history)} of history: too short for one "
+                f"{spec.horizon}-step forecast with {window} steps of history"
+            )
+        candidate, actuals = backtest(model_bundle.model, series, positions, origins, spec.horizon)
+        baseline, _ = backtest(model_bundle.baseline, series, positions, origins, spec.horizon)
+        scale, first = meta["scale"], origins[0]
+        stamps = tuple(stamp.isoformat() for stamp in dates[first : first + spec.horizon])
+        return actuals, Predictions(candidate, scale, stamps), Predictions(baseline, scale, stamps)
+
+    def resampling_block(self, spec: TargetSpec) -> int:
+        """How many consecutive forecast origins the bootstrap draws together: a horizon's
+        worth, since neighbouring origins share most of their target steps."""
+        return spec.horizon
+
+    def too_small(self, y: np.ndarray, spec: TargetSpec, gate) -> str | None:
+        """Why the test period is too short for a verdict (`gate`: params.gate), or None."""
+        blocks = -(-len(y) // spec.horizon)
+        if blocks < gate.min_blocks:
+            return (
+                f"{len(y)} forecast origins make {blocks} blocks of {spec.horizon} steps, the "
+                f"gate needs {gate.min_blocks} (gate.min_blocks): use a longer series, a larger "
+                "split.test_size or a shorter horizon"
+            )
+        return None
+
+    def test_facts(self, spec: TargetSpec, y: np.ndarray) -> dict:
+        """What the report records about the test period besides its length."""
+        return {"origins": len(y), "horizon": spec.horizon}
+
+    def describe_test(self, report: dict) -> list[str]:
+        """Markdown lines about the test period (`test_facts`): the rolling origins, and what
+        the metrics mean."""
+        steps = report["origins"] + report["horizon"] - 1  # the last origin forecasts the end
+        return [
+            f"The test period is the last {steps} steps of the series. Both "
+            f"models forecast {report['horizon']} steps from each of its {report['origins']} "
+            "origins, from the true history before each origin; the intervals resample blocks "
+            f"of {report['horizon']} consecutive origins, which share most of their target "
+            "steps.",
+            "All four metrics are errors: lower is better. MASE divides the MAE by the "
+            "seasonal-naive forecast's mean absolute error on the training series; sMAPE is in "
+            "percent.",
+        ]
+
+    def evaluation_figures(
+        self,
+        y: np.ndarray,
+        candidate: Predictions,
+        baseline: Predictions,
+        history: pd.DataFrame,
+        period: pd.DataFrame,
+        spec: TargetSpec,
+        out_dir: Path,
+    ) -> list[Path]:
+        """The test period with a forecast every horizon steps, and the error by step ahead."""
+        dates, series, _ = _continuous_series(history, period, spec)
+        first_test = len(series) - spec.horizon + 1 - len(y)  # the first origin
+        forecasts = {"candidate": candidate.values, "baseline": baseline.values}
+        return [
+            _forecasts_figure(dates, series, first_test, forecasts, spec.horizon, out_dir),
+            _error_by_step_figure(forecasts, y, out_dir),
+        ]
+
+    # --- stage 6: serving ----------------------------------------------------------------
+
+    def response(self, predictions: Predictions, version: str) -> dict:
+        """The JSON body of a forecast."""
+        values = predictions.values[0].tolist()
+        return {
+            "model_version": version,
+            "forecast": [
+                {"timestamp": stamp, "value": value}
+                for stamp, value in zip(predictions.timestamps, values, strict=True)
+            ],
+        }
+
+    def prediction_counts(self, predictions: Predictions, reference: dict) -> dict[str, int]:
+        """How many forecast steps fell in each decile of the training forecasts."""
+        edges = reference["edges"][1:-1]
+        deciles = np.searchsorted(edges, predictions.values.ravel(), side="right") + 1
+        return dict(Counter(f"decile_{d}" for d in deciles.tolist()))
+
+    # --- stage 7: monitoring (recent_series.py imports the service's predictor, which
+    # imports this module: it is imported when called) -------------------------------------
+
+    def parse_record(self, line: str) -> dict:
+        """One line of the service's log: the history sent and the forecast sent back."""
+        from .recent_series import parse_record
+
+        return parse_record(line)
+
+    def recent_from_file(self, served, path: Path, last: int | None) -> Recent:
+        """A recent stretch of the series in a file, forecast from rolling origins."""
+        from .recent_series import from_file
+
+        return from_file(served, path, last)
+
+    def recent_from_log(self, served, records: list[dict], log_path: Path) -> Recent:
+        """The logged histories and forecasts (see `recent_series.from_log`)."""
+        from .recent_series import from_log
+
+        return from_log(served, records, log_path)
+
+
+def _continuous_series(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Dates, values and season positions of `history` followed by `period`, which must
+    continue it step by step."""
+    frame = pd.concat([history, period], ignore_index=True)
+    dates = pd.DatetimeIndex(frame[spec.time_column])
+    if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
+        raise DataError(
+            f"the period from {period[spec.time_column].iloc[0]} does not continue the history "
+            f"that ends {history[spec.time_column].iloc[-1]} step by step"
+        )
+    positions = season_positions(dates, spec.frequency, spec.season_length)
+    return dates, frame[spec.name].to_numpy(float), positions
+
+
+def _series_rule(thresholds: dict) -> str:
+    return (
+        f"The level or the changes drift when the KS p-value, Bonferroni-corrected, is below "
+        f"{thresholds['alpha']:g} and the KS distance is at least "
+        f"{thresholds['ks_min_statistic']:g}."
+    )
+
+
+# The series checks: the level of the values and their step-to-step changes compare like
+# numbers (PSI over deciles, KS); their missing rate is the share of missing steps.
+drift.register(
+    "series",
+    drift.Check(drift.numeric_reference, drift.numeric_drift, drift.ks_reasons, _series_rule),
+)
+
+
+def _forecasts_figure(dates, series, first_test, forecasts, horizon, out_dir: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    start = max(first_test - 4 * horizon, 0)
+    ax.plot(dates[start:], series[start:], color="black", linewidth=1, label="actual")
+    colours = {"candidate": "tab:orange", "baseline": "tab:blue"}
+    for name, values in forecasts.items():
+        for i in range(0, len(values), horizon):
+            origin = first_test + i
+            label = name if i == 0 else None
+            ax.plot(dates[origin : origin + horizon], values[i], color=colours[name], label=label)
+    ax.axvline(dates[first_test], color="grey", linestyle="--", linewidth=1)
+    ax.set_title(f"Test period: a {horizon}-step forecast from every {horizon}th origin")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "forecasts.png", dpi=110)
+    plt.close(fig)
+    return out_dir / "forecasts.png"
+
+
+def _error_by_step_figure(forecasts: dict, actuals: np.ndarray, out_dir: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    horizon = actuals.shape[1]
+    colours = {"candidate": "tab:orange", "baseline": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    steps = np.arange(1, horizon + 1)
+    for name, values in forecasts.items():
+        ax.plot(
+            steps,
+            np.abs(values - actuals).mean(axis=0),
+            marker="o",
+            color=colours[name],
+            label=name,
+        )
+    ax.set_xlabel("steps ahead")
+    ax.set_ylabel("mean absolute error")
+    ax.set_title("Error by step ahead on the test period")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "error_by_step.png", dpi=110)
+    plt.close(fig)
+    return out_dir / "error_by_step.png"
+
+
+PROBLEM_TYPE = Forecasting()
