@@ -59,11 +59,12 @@ def scratch_project(tmp_path_factory, name: str) -> Paths:
 
 def run_pipeline(paths: Paths) -> Paths:
     """Collect, prepare, train and evaluate as `make pipeline` does, with `quick` params."""
-    from {{ cookiecutter.package_name }} import data, evaluate, features, train
+    from {{ cookiecutter.package_name }} import data, evaluate, train
+    from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
     data.collect(problem, paths.raw, paths.root)
-    features.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
     return paths

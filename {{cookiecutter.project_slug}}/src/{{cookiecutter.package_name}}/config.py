@@ -144,9 +144,6 @@ class GateParams(PROBLEM_TYPE.GateMinimums):
 
     min_improvement: float = Field(0.0, ge=0)
     require_significant: bool = True
-{%- if cookiecutter.problem_type == "anomaly_detection" %}
-    min_positives: int = Field(10, ge=1)  # labelled anomalies in the test set
-{%- endif %}
 
 
 class MonitoringParams(_Strict):

@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }} import (
     features,
     monitor,
     registry,
+    rows,
     train,
 )
 from {{ cookiecutter.package_name }}.api import Settings, create_app
@@ -75,7 +76,7 @@ def test_every_candidate_scores_and_flags(name, sensors):
     assert predictions.values.shape == predictions.flags.shape == (len(X),)
     assert np.array_equal(predictions.flags, model.predict(X) == 1)
     assert PROBLEM_TYPE.score(sensors["anomaly"].to_numpy(), predictions)["pr_auc"] > 0.1
-    exported = train.export_onnx(Pipeline([("model", model)]))
+    exported = rows.export_onnx(Pipeline([("model", model)]))
     assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 
@@ -158,14 +159,14 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
     )
     problem, params = load_problem(project.problem), quick(load_params(project.params))
     data.collect(problem, project.raw, project.root)
-    features.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
     train.run(project.processed, project.models, problem, params)
 
     with pytest.raises(CannotTell, match="no labels: pr_auc cannot be measured"):
         evaluate.run(project.processed, project.models, project.reports, problem, params)
     report = evaluate.evaluate(
         bundle.load(bundle.resolve(project.models, "candidate")),
-        *features.read_processed(project.processed)[:2],
+        *data.read_processed(project.processed)[:2],
         problem,
         params,
     )[0]
@@ -188,7 +189,7 @@ def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project,
 
 def test_the_new_product_line_raises_drift(mixed_project, tmp_path):
     new = PROBLEM_TYPE.samples["sensors_new_line"]()
-    reference = features.read_processed(mixed_project.processed)[0]
+    reference = data.read_processed(mixed_project.processed)[0]
     for name in ("band", "seen_on"):  # the mixed project's extra columns, as in training
         new[name] = reference[name].sample(len(new), replace=True, random_state=0).to_numpy()
     new.to_csv(tmp_path / "new_line.csv", index=False)
@@ -205,7 +206,7 @@ def test_the_new_product_line_raises_drift(mixed_project, tmp_path):
 
 def test_the_service_answers_scores_flags_and_the_threshold(mixed_project, tmp_path):
     settings = Settings(models_dir=mixed_project.models, prediction_log=False)
-    test = features.read_processed(mixed_project.processed)[1]
+    test = data.read_processed(mixed_project.processed)[1]
     names = [
         f["name"]
         for f in bundle.load(bundle.resolve(mixed_project.models, "current")).metadata["features"]

@@ -6,9 +6,10 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }} import bundle, data, features, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_params
+from {{ cookiecutter.package_name }}.contract import Recent
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.features import read_processed, resolve_features
-from {{ cookiecutter.package_name }}.predictor import MAX_TEXT_CHARS
+from {{ cookiecutter.package_name }}.data import read_processed
+from {{ cookiecutter.package_name }}.predictor import MAX_TEXT_CHARS, to_frame
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
@@ -64,7 +65,7 @@ def test_a_rating_outside_the_contract_is_counted(problem, params, reviews, star
     frame = reviews.astype({"stars": float})
     frame.loc[:4, "stars"] = stars
     with pytest.raises(DataError, match=rf"column 'stars': {rule}.*5 rows fail"):
-        data.validate(frame, problem, params, resolve_features(frame, problem))
+        data.validate(frame, problem, params, PROBLEM_TYPE.resolve_features(frame, problem))
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +117,10 @@ def test_reviews_in_another_language_raise_an_oov_alarm_naming_the_text(mixed_pr
         f"Das Gehäuse ist {word} und die Lieferung war schnell, Nummer {i}."
         for i, word in enumerate(["prima", "schlecht", "okay", "wunderbar"] * 50)
     ]
-    frame = monitor.recent_frame(recent.to_dict("records"), served.metadata["features"])
+    frame = to_frame(recent.to_dict("records"), served.metadata["features"])
     outputs = PROBLEM_TYPE.predict(served.model, frame).values.tolist()
-    report = monitor.compare(served.reference, frame, outputs, thresholds)
+    columns = {name: frame[name] for name in served.reference["features"]}
+    report = monitor.compare(served.reference, Recent(columns, outputs, source={}), thresholds)
     assert "review" in report["drifted"]
     result = next(r for r in report["features"] if r["name"] == "review")
     assert result["oov_rate_recent"] > 0.8 > result["oov_rate_reference"]

@@ -28,7 +28,7 @@ from sklearn.metrics import (
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 
-from .contract import Metric
+from .contract import Metric, MinTestRows
 from .detectors import Detector, RobustZScore
 from .rows import RowProblemType
 
@@ -127,6 +127,13 @@ def new_product_line() -> pd.DataFrame:
 THRESHOLD_KEYS = ("expected_share", "min_precision", "validation_share")
 
 
+class GateMinimums(MinTestRows):
+    """params.yaml `gate` minimums: labelled test rows, and labelled anomalies among them,
+    since precision and recall rest on the anomalies."""
+
+    min_positives: int = Field(10, ge=1)
+
+
 class PredictResponse(BaseModel):
     """What /v1/predict answers."""
 
@@ -188,6 +195,7 @@ class AnomalyDetection(RowProblemType):
         "recall": Metric(True, "recall", _on_flags(recall_score)),
     }
     TargetSpec = TargetSpec
+    GateMinimums = GateMinimums
     PredictResponse = PredictResponse
     Predictions = Predictions
     feature_kinds = ("numeric", "categorical", "datetime")
