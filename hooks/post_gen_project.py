@@ -30,7 +30,12 @@ UNUSED = {
     "classification": [],
     "regression": ["src/{package}/labels.py", "tests/test_labels.py"],
     "text_classification": [],
-    "forecasting": ["src/{package}/labels.py", "src/{package}/rows.py", "tests/test_labels.py"],
+    "forecasting": [
+        "src/{package}/features.py",
+        "src/{package}/labels.py",
+        "src/{package}/rows.py",
+        "tests/test_labels.py",
+    ],
     "anomaly_detection": ["src/{package}/labels.py", "tests/test_labels.py"],
 }
 
