@@ -112,7 +112,7 @@ def test_the_test_set_facts_are_json_and_markdown(judged):
 
 
 def test_report_tables_and_figures_are_written(judged, trained_project, tmp_path):
-    model_bundle, problem, _, (y, candidate, baseline) = judged
+    _, problem, _, (y, candidate, baseline) = judged
     for title, table in PROBLEM_TYPE.evaluation_tables(y, candidate, baseline).items():
         assert isinstance(title, str) and isinstance(table, pd.DataFrame)
     train, test, _ = read_processed(trained_project.processed)

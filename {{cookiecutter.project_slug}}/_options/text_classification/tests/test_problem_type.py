@@ -7,8 +7,8 @@ from {{ cookiecutter.package_name }} import bundle, data, features, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_params
 from {{ cookiecutter.package_name }}.contract import Recent
-from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.data import read_processed
+from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.predictor import MAX_TEXT_CHARS, to_frame
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
