@@ -31,10 +31,16 @@ UNUSED = {
     "regression": ["src/{package}/labels.py", "tests/test_labels.py"],
     "text_classification": [],
     "forecasting": [
+        "src/{package}/eda.py",
         "src/{package}/features.py",
         "src/{package}/labels.py",
+        "src/{package}/predictor.py",
         "src/{package}/rows.py",
+        "tests/test_features.py",
         "tests/test_labels.py",
+        "tests/test_monitor.py",
+        "tests/test_rows_api.py",
+        "tests/test_split.py",
     ],
     "anomaly_detection": ["src/{package}/labels.py", "tests/test_labels.py"],
 }

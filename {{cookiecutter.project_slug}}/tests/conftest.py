@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 
@@ -107,3 +108,30 @@ def mixed_project(tmp_path_factory) -> Paths:
         success_threshold=0.3,
     )
     return run_pipeline(paths)
+
+
+def settings_for(paths: Paths, tmp_path: Path, **changes):
+    """Service settings for a trained project, logging predictions under `tmp_path`."""
+    from {{ cookiecutter.package_name }}.api import Settings
+
+    defaults = {"models_dir": paths.models, "prediction_log_path": tmp_path / "predictions.jsonl"}
+    return Settings(**{**defaults, **changes})
+
+
+@pytest.fixture
+def client(trained_project, tmp_path):
+    """A test client of the service for the trained project's current model."""
+    from {{ cookiecutter.package_name }}.api import create_app
+
+    with TestClient(create_app(settings_for(trained_project, tmp_path))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def card(trained_project, tmp_path_factory) -> dict:
+    """The trained project's model card, as GET /v1/model shows it."""
+    from {{ cookiecutter.package_name }}.api import create_app
+
+    settings = settings_for(trained_project, tmp_path_factory.mktemp("card"))
+    with TestClient(create_app(settings)) as client:
+        return client.get("/v1/model").json()

@@ -79,6 +79,10 @@ def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
             assert client.post("/v1/predict", json=body).status_code == 200
 
 
+def test_the_reference_describes_every_served_feature(served):
+    assert set(served.reference["features"]) == {f["name"] for f in served.metadata["features"]}
+
+
 def test_samples_of_the_training_distribution_raise_no_alarm(served, train, thresholds):
     assert thresholds.min_rows <= ROWS
     alarms = [

@@ -1,9 +1,10 @@
 """Stage 6: the REST service for the current model.
 
-The request schema is built from the bundle's feature schema, so the OpenAPI page shows
-the real feature names, types and categories. Run it with `make serve`, or
-`uvicorn {{ cookiecutter.package_name }}.api:create_app --factory`. The parts live in
-`service/`: settings, the served model, the API key, telemetry, middleware and routes.
+The problem type builds the request schema from the bundle's feature schema, so the OpenAPI
+page shows the real inputs, their types and ranges, and a valid example. Run it with
+`make serve`, or `uvicorn {{ cookiecutter.package_name }}.api:create_app --factory`. The
+parts live in `service/`: settings, the served model, the API key, telemetry, middleware
+and routes.
 """
 
 import asyncio
@@ -13,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .predictor import request_model
 from .problem_type import PROBLEM_TYPE
 from .service import openapi
 from .service.auth import ApiKey
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     schema = read_schema(settings.models_dir)
     served = ServedModel(settings.models_dir, schema)
     telemetry, key = Telemetry(), ApiKey(settings.api_key)
-    PredictRequest = request_model(schema, settings.max_batch_rows)
+    PredictRequest = PROBLEM_TYPE.request_model(schema, settings.max_batch_rows)
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",

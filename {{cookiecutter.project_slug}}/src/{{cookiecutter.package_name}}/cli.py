@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import data, drift_report, eda, evaluate, monitor, registry, tables, train
+from . import data, drift_report, evaluate, monitor, registry, tables, train
 from .config import Paths, load_params, load_problem
 from .errors import ProjectError, exit_code
 from .problem_type import PROBLEM_TYPE
@@ -67,7 +67,7 @@ def eda_command(root: Path = ROOT) -> None:
     paths, problem, _ = _context(root)
     train_df, _, schema = data.read_processed(paths.processed)
     notes = tables.preparation(paths.processed)
-    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
+    PROBLEM_TYPE.eda_report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
 
 
 @app.command("train")
@@ -92,7 +92,7 @@ def pipeline(root: Path = ROOT) -> None:
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
     train_df, _, schema = data.read_processed(paths.processed)
     notes = tables.preparation(paths.processed)
-    eda.report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
+    PROBLEM_TYPE.eda_report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
     train.run(paths.processed, paths.models, problem, params)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
 

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,18 @@ class Recent:
     output_rows: int | None = None  # the sample size behind `outputs`: one per output if None
     missing: dict[str, float] | None = None  # missing rates, where not the columns' own
     labelled: tuple | None = None  # the truth and the `Predictions` for it, where known
+
+
+class Predictor(Protocol):
+    """The served model, as `ProblemType.predictor` builds it from a loaded bundle."""
+
+    version: str  # the bundle's version
+    metadata: dict  # the bundle's metadata, shown by the model card
+    prediction_reference: dict  # what `prediction_counts` compares with
+    fast: Any  # the compiled fast path, or None where the model serves itself
+
+    def predict_request(self, body: BaseModel) -> Any:
+        """The `Predictions` for a request body validated by `request_model`."""
 
 
 class MinTestRows(BaseModel):
@@ -140,6 +152,20 @@ class ProblemType(ABC):
     target_noun: ClassVar[str] = "target"
     #: a paragraph the EDA report adds under one of its generic sections, by its title
     eda_notes: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def eda_report(
+        self,
+        train: pd.DataFrame,
+        features: dict[str, str],
+        target: str,
+        out_dir: Path,
+        **notes: Any,
+    ) -> Path:
+        """Write `out_dir`/README.md, the exploratory report on the training set, with its
+        figures in `out_dir`/figures, and return its path. `notes` are what preparation
+        recorded (`tables.preparation`): the columns left out and, where the type cleans
+        rows, what happened to them."""
 
     def eda_sections(
         self, frame: pd.DataFrame, features: dict[str, str], target: str | None, out_dir: Path
@@ -229,6 +255,18 @@ class ProblemType(ABC):
         """The candidate's figures on the test set, saved in `out_dir`."""
 
     # --- stage 6: serving ----------------------------------------------------------------
+
+    @abstractmethod
+    def request_model(self, schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
+        """The pydantic model of a /v1/predict body for a bundle's feature schema (None when
+        the service starts without a readable bundle). Its docstring is the endpoint's
+        OpenAPI description, its `examples` a valid body; it refuses more than `max_rows`
+        units or steps (SERVICE_MAX_BATCH_ROWS)."""
+
+    @abstractmethod
+    def predictor(self, model_bundle) -> Predictor:
+        """The served model for a loaded bundle, built once per load so that a request
+        pays only for `predict_request`."""
 
     @abstractmethod
     def response(self, predictions, version: str) -> dict:

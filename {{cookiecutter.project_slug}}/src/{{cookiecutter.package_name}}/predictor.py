@@ -118,11 +118,16 @@ def row_model(schema: list[dict]) -> type[BaseModel]:
 
 
 def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
-    """The body of POST /v1/predict; its docstring is the endpoint's OpenAPI description."""
-    Row = row_model(schema) if schema else dict[str, Any]
+    """The body of POST /v1/predict; its docstring is the endpoint's OpenAPI description,
+    and its example a request for the one example row."""
+    if not schema:
+        Row, extra = dict[str, Any], None
+    else:
+        Row = row_model(schema)
+        extra = {"examples": [{"instances": Row.model_config["json_schema_extra"]["examples"]}]}
     return create_model(
         "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", json_schema_extra=extra),
         __doc__="Predict for 1 to SERVICE_MAX_BATCH_ROWS rows of raw features.",
         instances=(list[Row], Field(min_length=1, max_length=max_rows)),
     )

@@ -90,6 +90,28 @@ class RowProblemType(ProblemType):
 
         check_disjoint(train, test, processed_dir)
 
+    def eda_report(
+        self, train: pd.DataFrame, features: dict[str, str], target: str, out_dir: Path, **notes
+    ) -> Path:
+        """Summaries and figures of every feature kind and the target (see `eda.report`)."""
+        from .eda import report
+
+        return report(train, features, target, out_dir, **notes)
+
+    # Stage 6 serves rows from predictor.py, which imports this module's type too.
+
+    def request_model(self, schema: list[dict] | None, max_rows: int):
+        """A batch of 1 to `max_rows` rows of raw features (see `predictor.request_model`)."""
+        from .predictor import request_model
+
+        return request_model(schema, max_rows)
+
+    def predictor(self, model_bundle):
+        """The fitted pipeline, compiled to a fast path where it allows (see `predictor`)."""
+        from .predictor import Predictor
+
+        return Predictor(model_bundle)
+
     def fit(
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params
     ) -> Trained:

@@ -11,7 +11,8 @@ from pathlib import Path
 from fastapi import HTTPException
 
 from .. import bundle
-from ..predictor import Predictor
+from ..contract import Predictor
+from ..problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class ServedModel:
                 f"{loaded.version} has other features than this process was started with; "
                 "restart the service to serve it"
             )
-        return Predictor(loaded), read_evaluation(loaded.path)
+        return PROBLEM_TYPE.predictor(loaded), read_evaluation(loaded.path)
 
     async def ready(self) -> Predictor:
         """The predictor to answer with, as a route dependency: 503 while there is none."""

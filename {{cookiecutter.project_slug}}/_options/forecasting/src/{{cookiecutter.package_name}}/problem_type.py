@@ -290,6 +290,14 @@ class Forecasting(ProblemType):
 
         return series_frame(holdout, spec)
 
+    def eda_report(
+        self, train: pd.DataFrame, features: dict[str, str], target: str, out_dir: Path, **notes
+    ) -> Path:
+        """The series, its seasonal profile, autocorrelation and gaps (see `series_eda`)."""
+        from .series_eda import report
+
+        return report(train, features, target, out_dir, **notes)
+
     # --- stage 4: models -----------------------------------------------------------------
 
     def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec):
@@ -400,7 +408,19 @@ class Forecasting(ProblemType):
             _error_by_step_figure(forecasts, y, out_dir),
         ]
 
-    # --- stage 6: serving ----------------------------------------------------------------
+    # --- stage 6: serving (series_service.py imports this module: imported when called) --
+
+    def request_model(self, schema: list[dict] | None, max_rows: int):
+        """A history of up to `max_rows` steps and a horizon (see `series_service`)."""
+        from .series_service import request_model
+
+        return request_model(schema, max_rows)
+
+    def predictor(self, model_bundle):
+        """The recursive forecaster, served by scikit-learn (see `series_service`)."""
+        from .series_service import Predictor
+
+        return Predictor(model_bundle)
 
     def response(self, predictions: Predictions, version: str) -> dict:
         """The JSON body of a forecast."""
@@ -419,7 +439,7 @@ class Forecasting(ProblemType):
         deciles = np.searchsorted(edges, predictions.values.ravel(), side="right") + 1
         return dict(Counter(f"decile_{d}" for d in deciles.tolist()))
 
-    # --- stage 7: monitoring (recent_series.py imports the service's predictor, which
+    # --- stage 7: monitoring (recent_series.py imports series_service.py, which
     # imports this module: it is imported when called) -------------------------------------
 
     def parse_record(self, line: str) -> dict:

@@ -31,9 +31,9 @@ from .contract import Recent
 from .drift_report import read_data
 from .errors import DataError
 from .forecasters import backtest, season_positions
-from .predictor import Predictor
 from .problem_type import Predictions, TargetSpec
 from .series import FILLED, series_frame
+from .series_service import Predictor
 
 
 def parse_record(line: str) -> dict:

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ...predictor import Predictor
+from ...contract import Predictor
 from ..auth import ApiKey
 from ..models import ServedModel
 from ..telemetry import Telemetry

@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
-from {{ cookiecutter.package_name }}.predictor import Predictor
+from {{ cookiecutter.package_name }}.series_service import Predictor
 
 REQUESTS = 20  # recent histories per check: their distinct values pass min_rows
 SEEDS = 5
