@@ -1,4 +1,5 @@
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,13 @@ def card(trained_project, tmp_path_factory) -> dict:
     settings = settings_for(trained_project, tmp_path_factory.mktemp("card"))
     with TestClient(create_app(settings)) as client:
         return client.get("/v1/model").json()
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    """Run the project's command line with `args`, as a shell would; return its exit code."""
+    from {{ cookiecutter.package_name }}.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["cli", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code

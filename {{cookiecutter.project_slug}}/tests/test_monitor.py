@@ -1,18 +1,16 @@
 import json
 import shutil
-import sys
 import warnings
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import edit_yaml, quick
+from conftest import edit_yaml, quick, run_cli
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
-from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 from {{ cookiecutter.package_name }}.contract import Recent
 from {{ cookiecutter.package_name }}.data import read_processed
@@ -188,13 +186,6 @@ def test_the_monitor_reads_the_service_log(train, mixed_project, tmp_path):
         monitor.read_log(path, since=datetime(2999, 1, 1, tzinfo=timezone.utc))
 
 
-def exit_code(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["monitor", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code
-
-
 def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough_data(
     served, train, mixed_project, tmp_path, monkeypatch, capsys
 ):
@@ -207,17 +198,17 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
 
     write_log(root / "logs" / "few.jsonl", root / "models", draw(train, 7, rows=10), requests=2)
 
-    assert exit_code(monkeypatch, "monitor", "--root", str(root)) == 0
+    assert run_cli(monkeypatch, "monitor", "--root", str(root)) == 0
     capsys.readouterr()
-    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("cannot tell: not enough data: 10 rows, alarms need ")
     assert "--since/--last" in line
     few = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert few["verdict"] == "not enough data"
-    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
     assert (
-        exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
+        run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     )
     latest = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["source"]["requests"] == 4
@@ -255,7 +246,7 @@ def test_a_random_half_of_the_training_source_is_no_drift(decimal_project, monke
         half = source.sample(frac=0.5, random_state=seed)
         half.to_csv(decimal_project.root / "half.csv", index=False)
         args = ("monitor", "--root", str(decimal_project.root), "--data", "half.csv")
-        assert exit_code(monkeypatch, *args) == 0, f"seed {seed}"
+        assert run_cli(monkeypatch, *args) == 0, f"seed {seed}"
         latest = decimal_project.reports / "monitoring" / "latest.json"
         report = json.loads(latest.read_text())
         assert report["verdict"] == "no drift"

@@ -1,16 +1,15 @@
 import json
 import shutil
-import sys
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import bundle, drift, drift_report, monitor, recent_series
 from {{ cookiecutter.package_name }}.api import Settings, create_app
-from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.config import load_params
 from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.errors import DataError
@@ -207,13 +206,6 @@ def test_forecasts_logged_by_another_version_are_made_again(
     assert not report["drift"], report["summary"]
 
 
-def exit_code(monkeypatch, *args: str) -> int:
-    monkeypatch.setattr(sys, "argv", ["monitor", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code
-
-
 def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough_data(
     served, reference_window, trained_project, tmp_path, monkeypatch, capsys
 ):
@@ -227,15 +219,15 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
     write_log(root / "logs" / "shifted.jsonl", root / "models", bodies(shifted, served, 6))
     write_log(root / "logs" / "few.jsonl", root / "models", bodies(shifted, served, 8, requests=1))
 
-    assert exit_code(monkeypatch, "monitor", "--root", str(root)) == 0
+    assert run_cli(monkeypatch, "monitor", "--root", str(root)) == 0
     capsys.readouterr()
-    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("cannot tell: not enough data: ")
     assert (
-        exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
+        run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     )
-    assert exit_code(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
     latest = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["source"]["requests"] == REQUESTS
     assert latest["predictions_source"] == "the log"
