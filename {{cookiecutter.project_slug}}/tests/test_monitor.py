@@ -207,9 +207,7 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
     few = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert few["verdict"] == "not enough data"
     assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
-    assert (
-        run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
-    )
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     latest = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["source"]["requests"] == 4
     assert latest["predictions_source"] == "the log"

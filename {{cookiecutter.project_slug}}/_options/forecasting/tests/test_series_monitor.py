@@ -224,9 +224,7 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
     assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/few.jsonl") == 3
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("cannot tell: not enough data: ")
-    assert (
-        run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
-    )
+    assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/shifted.jsonl") == 1
     assert run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "logs/none.jsonl") == 2
     latest = json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
     assert latest["source"]["requests"] == REQUESTS
