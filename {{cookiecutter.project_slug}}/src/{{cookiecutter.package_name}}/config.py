@@ -254,7 +254,7 @@ def unused_keys(data: Any) -> list[str]:
     for entry in PROBLEM_TYPE.unused_params:
         section, _, key = entry.partition(".")
         values = data.get(section)
-        if section in data and (not key or isinstance(values, dict) and key in values):
+        if section in data and (not key or (isinstance(values, dict) and key in values)):
             found.append(entry)
     return found
 

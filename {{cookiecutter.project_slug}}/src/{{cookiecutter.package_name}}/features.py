@@ -126,10 +126,10 @@ def _looks_like_text(column: pd.Series) -> bool:
     return bool(words >= TEXT_MIN_WORDS and values.nunique() >= len(values) / MAX_ROWS_PER_ID)
 
 
-def _readable_kinds() -> str:
-    """The kinds of column this problem type's models read, in words: "numbers and dates"."""
-    *first, last = [KIND_NOUNS[kind] for kind in PROBLEM_TYPE.feature_kinds]
-    return f"{', '.join(first)} and {last}" if first else last
+def _listed(words, conjunction: str = "and") -> str:
+    """Words as a sentence lists them: "numbers, categories and dates"."""
+    *first, last = words
+    return f"{', '.join(first)} {conjunction} {last}" if first else last
 
 
 def infer_kind(column: pd.Series) -> FeatureKind:
@@ -187,7 +187,8 @@ def infer_features(
         kind = infer_kind(df[name])
         reason = id_like(df[name]) if kind == "categorical" else None
         if kind not in PROBLEM_TYPE.feature_kinds:
-            reason = f"{KIND_NOUNS[kind]}: the models read {_readable_kinds()}, not {kind}"
+            readable = _listed(KIND_NOUNS[k] for k in PROBLEM_TYPE.feature_kinds)
+            reason = f"{KIND_NOUNS[kind]}: the models read {readable}, not {kind}"
         if reason:
             dropped[name] = reason
         else:
@@ -239,8 +240,8 @@ def check_columns(df: pd.DataFrame, problem: ProblemConfig) -> None:
         kinds = sorted({declared[name] for name in unread})
         raise DataError(
             f"problem.yaml features: {', '.join(map(repr, unread))} declared "
-            f"{' and '.join(kinds)}, which the models cannot read; declare them "
-            f"{' or '.join(PROBLEM_TYPE.feature_kinds)} or put them in `drop`"
+            f"{_listed(kinds)}, which the models cannot read; declare them "
+            f"{_listed(PROBLEM_TYPE.feature_kinds, 'or')}, or put them in `drop`"
         )
 
 
