@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from conftest import edit_yaml
 
@@ -62,3 +64,22 @@ def test_unknown_source_kind_is_rejected(project):
     edit_yaml(project.problem, source={"kind": "s3", "path": "bucket/x.csv"})
     with pytest.raises(ConfigError, match="source"):
         load_problem(project.problem)
+
+
+def test_a_params_key_this_problem_type_does_not_use_is_refused(project, monkeypatch):
+    monkeypatch.setattr(PROBLEM_TYPE, "unused_params", ("cv", "monitoring.psi_warn"))
+    with pytest.raises(ConfigError) as error:
+        load_params(project.params)
+    assert str(error.value).splitlines() == [
+        f"params.yaml: {key}: a {PROBLEM_TYPE.name} project does not use this key; remove it"
+        for key in ("cv", "monitoring.psi_warn")
+    ]
+
+
+def test_the_keys_this_problem_type_does_not_use_are_refused_and_not_shipped(project):
+    load_params(project.params)  # the shipped params.yaml sets none of them
+    for key in PROBLEM_TYPE.unused_params:
+        edit_yaml(project.params, **{key.replace(".", "__"): 1})
+        line = f"params.yaml: {key}: a {PROBLEM_TYPE.name} project does not use this key"
+        with pytest.raises(ConfigError, match=re.escape(line)):
+            load_params(project.params)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml
 
-from {{ cookiecutter.package_name }} import data
+from {{ cookiecutter.package_name }} import bundle, data
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
@@ -31,7 +31,7 @@ def test_collect_writes_a_snapshot_and_its_manifest(project, problem, sample):
 
     raw = data.read_raw(project.raw)
     assert len(raw) == len(sample) == manifest["rows"]
-    assert manifest["sha256"] == data.sha256_file(project.raw / data.RAW_FILE)
+    assert manifest["sha256"] == bundle.sha256_file(project.raw / data.RAW_FILE)
     assert manifest["source"] == {"kind": "sample", "name": problem.source.name}
     assert json.loads((project.raw / data.MANIFEST_FILE).read_text()) == manifest
 
@@ -61,7 +61,7 @@ def test_collect_force_archives_the_previous_raw_data(project, sample):
 
     assert new["rows"] == 50
     archived = project.raw / "archive" / f"dataset-{old['sha256'][:12]}.parquet"
-    assert data.sha256_file(archived) == old["sha256"]
+    assert bundle.sha256_file(archived) == old["sha256"]
 
 
 def test_collect_reads_parquet_files(project, sample):

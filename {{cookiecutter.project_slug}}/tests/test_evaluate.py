@@ -105,7 +105,7 @@ def test_the_gate_is_inconclusive_on_a_test_set_too_small_to_judge(problem, para
     good = better(problem.success_threshold, 0.01, m)
     base = better(good, -0.3, m)
     lift = good - base
-    small = report(good, base, (lift / 2, lift * 2), m) | {"too_small": "3 test rows"}
+    small = report(good, base, (lift / 2, lift * 2), m) | {"no_verdict": "3 test rows"}
     assert evaluate.gate(small, problem, params) == (evaluate.INCONCLUSIVE, "3 test rows")
     # a zero-width interval is never significant, however large the lift
     flat = report(good, base, (lift, lift), m)

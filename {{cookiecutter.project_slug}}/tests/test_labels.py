@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from {{ cookiecutter.package_name }} import train
+from {{ cookiecutter.package_name }} import rows
 from {{ cookiecutter.package_name }}.errors import CannotTell
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
@@ -88,5 +88,5 @@ def test_cross_validation_with_fewer_distinct_rows_of_a_class_than_folds_cannot_
     y = pd.Series(["a"] * 10 + ["b"] * 4)
     groups = np.r_[np.arange(10), [10, 10, 11, 11]]  # class b: two rows, each of them twice
     with pytest.raises(CannotTell, match=r"class 'b' has 2: use fewer cv\.folds"):
-        train._enough_for_folds(PROBLEM_TYPE.cv_splitter(3, seed=0), y, groups, 3)
-    train._enough_for_folds(PROBLEM_TYPE.cv_splitter(2, seed=0), y, groups, 2)
+        rows._enough_for_folds(PROBLEM_TYPE.cv_splitter(3, seed=0), y, groups, 3)
+    rows._enough_for_folds(PROBLEM_TYPE.cv_splitter(2, seed=0), y, groups, 2)

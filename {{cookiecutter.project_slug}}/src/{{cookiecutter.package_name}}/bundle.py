@@ -46,8 +46,18 @@ class Bundle:
     onnx: bytes | None = None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in blocks: the bundle's files, the raw snapshot."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """`payload` as indented JSON with sorted keys, replacing `path` in one step."""
+    _write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def _content_hash(files: dict[str, str], metadata: dict) -> str:
@@ -77,7 +87,7 @@ def save(
         if onnx is not None:
             (staging / ONNX).write_bytes(onnx)
         names = [*REQUIRED, *([ONNX] if onnx is not None else [])]
-        files = {name: _sha256(staging / name) for name in names}
+        files = {name: sha256_file(staging / name) for name in names}
         content = _content_hash(files, {**metadata, "files": files})
         created = datetime.now(timezone.utc)
         version = f"{created:%Y%m%d-%H%M%S}-{content[:8]}"
@@ -109,7 +119,7 @@ def verify(bundle_dir: Path) -> dict:
         path = bundle_dir / name
         if not path.exists():
             raise BundleError(f"{bundle_dir}: {name} is missing")
-        if _sha256(path) != files.get(name):
+        if sha256_file(path) != files.get(name):
             raise BundleError(f"{bundle_dir}: {name} does not match its recorded sha256")
     if _content_hash(files, metadata) != metadata.get("content_sha256"):
         raise BundleError(f"{bundle_dir}: metadata does not match its content hash")

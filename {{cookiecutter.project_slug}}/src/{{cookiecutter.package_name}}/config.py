@@ -230,22 +230,49 @@ def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _load(model: type[BaseModel], path: Path) -> Any:
+def _read(path: Path) -> Any:
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name}: not valid YAML: {exc}") from exc
+
+
+def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, model, path)) from exc
 
 
+def unused_keys(data: Any) -> list[str]:
+    """The keys set in params.yaml that this problem type never reads (its `unused_params`)."""
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for entry in PROBLEM_TYPE.unused_params:
+        section, _, key = entry.partition(".")
+        values = data.get(section)
+        if section in data and (not key or (isinstance(values, dict) and key in values)):
+            found.append(entry)
+    return found
+
+
 def load_problem(path: Path) -> ProblemConfig:
-    return _load(ProblemConfig, path)
+    return _validate(ProblemConfig, _read(path), path)
 
 
 def load_params(path: Path) -> Params:
-    return _load(Params, path)
+    """params.yaml, refusing keys this problem type would silently ignore."""
+    data = _read(path)
+    unused = unused_keys(data)
+    if unused:
+        raise ConfigError(
+            "\n".join(
+                f"{path.name}: {key}: a {PROBLEM_TYPE.name} project does not use this key; "
+                "remove it"
+                for key in unused
+            )
+        )
+    return _validate(Params, data, path)

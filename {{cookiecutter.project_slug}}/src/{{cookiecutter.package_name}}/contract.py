@@ -115,6 +115,9 @@ class ProblemType(ABC):
     #: params.yaml `gate` fields that say when the test set is too small to judge (see
     #: `too_small`): a frozen pydantic model that forbids extra keys
     GateMinimums: ClassVar[type[BaseModel]] = MinTestRows
+    #: params.yaml keys this type never reads, as "section" or "section.key": loading a
+    #: params.yaml that sets one is a ConfigError rather than a setting silently ignored
+    unused_params: ClassVar[tuple[str, ...]] = ()
 
     # --- stage 2: data -------------------------------------------------------------------
 
@@ -122,16 +125,23 @@ class ProblemType(ABC):
     def target_column(self, spec):
         """The target's contract as a pandera column, checked when data is validated."""
 
+    def target_columns(self, spec) -> list[str]:
+        """The columns of the data that hold the truth, each checked as `target_column`
+        says: the target's, `spec.name`. A type whose labels are optional names none when
+        problem.yaml gives no target column."""
+        return [spec.name]
+
+    @abstractmethod
+    def resolve_features(self, raw: pd.DataFrame, problem) -> dict[str, str]:
+        """The model's inputs and their kinds (numeric, categorical, datetime, text), from
+        problem.yaml and the raw columns. DataError names a configured column that is missing.
+        Stage 2 validates each input by its kind (`data.validate`); stage 3 models them."""
+
     def timestamps(self, raw: pd.DataFrame, spec) -> pd.Series | None:
         """The time of each raw row, when the type orders data in time; None otherwise."""
         return None
 
     # --- stage 3: features and split ------------------------------------------------------
-
-    @abstractmethod
-    def resolve_features(self, raw: pd.DataFrame, problem) -> dict[str, str]:
-        """The model's inputs and their kinds (numeric, categorical, datetime, text), from
-        problem.yaml and the raw columns. DataError names a configured column that is missing."""
 
     @abstractmethod
     def prepare(self, raw: pd.DataFrame, problem, params, processed_dir: Path) -> dict:
@@ -231,6 +241,17 @@ class ProblemType(ABC):
                 "(gate.min_test_rows): add data or raise split.test_size"
             )
         return None
+
+    def no_verdict(self, y: np.ndarray, spec, gate, metric: str) -> str | None:
+        """Why the test set cannot support a verdict on the primary `metric` whatever the
+        scores, or None: by default, too few units (see `too_small`). A type whose labels
+        are optional says so here when the test set has none (`y` is then None)."""
+        return self.too_small(y, spec, gate)
+
+    def measure(self, metric: str, y: np.ndarray, predictions) -> float | None:
+        """`metric` for `predictions` against the truth `y`, as the champion and the holdout
+        are compared; None where `y` holds no truth (see `no_verdict`)."""
+        return self.metrics[metric].compute(y, predictions)
 
     def undefined(self, y: np.ndarray, predictions) -> dict[str, str]:
         """Metrics this sample cannot define, with the reason: reported so, never as NaN."""

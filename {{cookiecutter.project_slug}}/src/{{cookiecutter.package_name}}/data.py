@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .bundle import sha256_file, write_json
 from .config import FeatureKind, FileSource, Params, ProblemConfig, SampleSource, SqlSource
 from .errors import DataError
 from .problem_type import PROBLEM_TYPE
@@ -104,20 +104,6 @@ def row_ids(raw: pd.DataFrame) -> pd.Series:
 def row_content(ids) -> pd.Series:
     """The content part of row identities: equal for identical raw rows."""
     return pd.Series(ids, dtype=object).str.split(".", n=1).str[0]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = False) -> dict:
@@ -246,13 +232,19 @@ def validation_schema(problem: ProblemConfig, params: Params, features: dict[str
         )
         for name, kind in features.items()
     }
-    if problem.target.name is not None:  # anomaly labels, for one, are optional
-        columns[problem.target.name] = PROBLEM_TYPE.target_column(problem.target)
+    for name in PROBLEM_TYPE.target_columns(problem.target):
+        columns[name] = PROBLEM_TYPE.target_column(problem.target)
     return pa.DataFrameSchema(columns, strict=False)
 
 
 def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features) -> None:
-    """Raise DataError naming each bad column and how many rows break which rule."""
+    """Raise DataError naming each bad column and how many rows break which rule.
+
+    `features` are the model's inputs and their kinds, `PROBLEM_TYPE.resolve_features(df,
+    problem)`: what is valid depends on the kind (a number, an ISO date, text that is not
+    blank), and where problem.yaml declares no kinds they are inferred from the data. The
+    caller resolves them once and passes them on, so that the inputs validated are the
+    inputs modelled."""
     import pandera.pandas as pa
 
     schema = validation_schema(problem, params, features)

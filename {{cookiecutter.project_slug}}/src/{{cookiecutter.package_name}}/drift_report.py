@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from . import drift
+from .bundle import write_json
 from .config import MonitoringParams
-from .data import read_csv, write_json
+from .data import read_csv
 from .errors import CannotTell, DataError, DriftDetected
 from .problem_type import PROBLEM_TYPE
 

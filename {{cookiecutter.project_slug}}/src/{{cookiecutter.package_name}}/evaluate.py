@@ -21,7 +21,7 @@ from scipy.stats import bootstrap
 
 from . import bundle, registry
 from .config import Params, ProblemConfig
-from .data import read_processed, write_json
+from .data import read_processed
 from .errors import CannotTell, DataError, GateFailed
 from .problem_type import PROBLEM_TYPE
 
@@ -75,10 +75,10 @@ def primary_score(
     """The primary metric of a bundle on the labelled `period` (with `history` before it),
     or None if the bundle does not fit the data (other features, another series)."""
     held_out = PROBLEM_TYPE.held_out(model_bundle, history, period, problem.target)
-    if held_out is None or held_out[0] is None:
+    if held_out is None:
         return None
     y, candidate, _ = held_out
-    return PROBLEM_TYPE.metrics[problem.metric].compute(y, candidate)
+    return PROBLEM_TYPE.measure(problem.metric, y, candidate)
 
 
 def champion_scores(
@@ -126,13 +126,8 @@ def _cannot_judge(report: dict, params: Params) -> str | None:
     """Why the test set cannot support a verdict, or None if it can."""
     primary = report["primary"]
     name = primary["metric"]
-    if primary["candidate"] is None and report.get("labelled") is False:
-        return (
-            f"no labels: {name} cannot be measured without a target column; review the "
-            "flagged test rows, then promote by hand with `models promote --force`"
-        )
-    if report.get("too_small"):
-        return report["too_small"]
+    if report.get("no_verdict"):
+        return report["no_verdict"]
     if primary["candidate"] is None or primary["baseline"] is None:
         why = report.get("undefined", {}).get(name, "no value on this test set")
         return f"{name} is undefined: {why}; add data or a larger split.test_size"
@@ -233,9 +228,8 @@ def evaluate(
         "train_rows": len(train),
         "test_rows": len(test),
         **PROBLEM_TYPE.test_facts(problem.target, y),
-        "labelled": y is not None,
-        "too_small": None if y is None else PROBLEM_TYPE.too_small(y, problem.target, params.gate),
-        "undefined": {} if y is None else PROBLEM_TYPE.undefined(y, candidate),
+        "no_verdict": PROBLEM_TYPE.no_verdict(y, problem.target, params.gate, metric),
+        "undefined": PROBLEM_TYPE.undefined(y, candidate),
         "candidate": candidate_scores,
         "baseline": baseline_scores,
         "tables": {
@@ -254,8 +248,8 @@ def evaluate(
         "cv": model_bundle.metadata["cv"],
     }
     primary = report["primary"]
-    measured = y is not None and None not in (primary["candidate"], primary["baseline"])
-    if measured and not report["too_small"]:
+    measured = None not in (primary["candidate"], primary["baseline"])
+    if measured and not report["no_verdict"]:
         log.info(
             "bootstrapping %s over %d resamples", metric, params.evaluation.bootstrap_resamples
         )
@@ -337,8 +331,9 @@ def _holdout_report(model_bundle, train, test, holdout, problem) -> dict:
 
 
 def _write_reports(report: dict, figures: list[Path], model_bundle, reports_dir: Path) -> None:
-    write_json(reports_dir / "metrics.json", report)
-    write_json(model_bundle.path / "evaluation.json", report)  # beside the bundle, for the service
+    bundle.write_json(reports_dir / "metrics.json", report)
+    # beside the bundle, for the service
+    bundle.write_json(model_bundle.path / "evaluation.json", report)
     (reports_dir / "evaluation.md").write_text(
         _markdown(report, figures, reports_dir), encoding="utf-8"
     )

@@ -27,6 +27,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from .bundle import write_json
 from .config import FeatureKind, Params, PreprocessingParams, ProblemConfig, SplitParams
 from .data import (
     ROW_ID,
@@ -35,7 +36,6 @@ from .data import (
     row_content,
     row_ids,
     validate,
-    write_json,
     write_processed,
 )
 from .errors import DataError
@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 SCALERS = {"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}
 DATE_PARTS = ("year", "month", "day", "day_of_week")
+#: how the data's kinds of column are named when a problem type's models do not read one
+KIND_NOUNS = {
+    "numeric": "numbers",
+    "categorical": "categories",
+    "datetime": "dates",
+    "text": "free text",
+}
 
 
 # A category seen in at most this many rows on average cannot be learned from: one-hot
@@ -119,6 +126,12 @@ def _looks_like_text(column: pd.Series) -> bool:
     return bool(words >= TEXT_MIN_WORDS and values.nunique() >= len(values) / MAX_ROWS_PER_ID)
 
 
+def _listed(words, conjunction: str = "and") -> str:
+    """Words as a sentence lists them: "numbers, categories and dates"."""
+    *first, last = words
+    return f"{', '.join(first)} {conjunction} {last}" if first else last
+
+
 def infer_kind(column: pd.Series) -> FeatureKind:
     if pd.api.types.is_bool_dtype(column):
         return "categorical"
@@ -161,8 +174,8 @@ def infer_features(
     `features` in problem.yaml, when given, decides alone; otherwise kinds are inferred from
     the data, without the columns listed in `drop` and those that look like names or IDs.
     """
-    target = problem.target.name
-    others = [name for name in df.columns if name != target]
+    targets = PROBLEM_TYPE.target_columns(problem.target)
+    others = [name for name in df.columns if name not in targets]
     if problem.features is not None:
         reason = "not listed in `features` in problem.yaml"
         return dict(problem.features), {n: reason for n in others if n not in problem.features}
@@ -173,10 +186,9 @@ def infer_features(
             continue
         kind = infer_kind(df[name])
         reason = id_like(df[name]) if kind == "categorical" else None
-{%- if cookiecutter.problem_type == "anomaly_detection" %}
-        if kind == "text":
-            reason = "free text: the detectors read numbers, categories and dates, not text"
-{%- endif %}
+        if kind not in PROBLEM_TYPE.feature_kinds:
+            readable = _listed(KIND_NOUNS[k] for k in PROBLEM_TYPE.feature_kinds)
+            reason = f"{KIND_NOUNS[kind]}: the models read {readable}, not {kind}"
         if reason:
             dropped[name] = reason
         else:
@@ -208,26 +220,29 @@ def dropped_columns(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, str]:
 
 
 def check_columns(df: pd.DataFrame, problem: ProblemConfig) -> None:
-    """The target and every column named in `features` and `drop` exist in the data."""
-    if problem.target.name is not None and problem.target.name not in df.columns:
-        raise DataError(
-            f"problem.yaml target.name: {problem.target.name!r} is not a column of the data; "
-            f"columns are: {', '.join(map(str, df.columns))}"
-        )
+    """The target and every column named in `features` and `drop` exist in the data, and
+    every declared feature is of a kind the models read."""
+    for name in PROBLEM_TYPE.target_columns(problem.target):
+        if name not in df.columns:
+            raise DataError(
+                f"problem.yaml target.name: {name!r} is not a column of the data; "
+                f"columns are: {', '.join(map(str, df.columns))}"
+            )
     unknown = [c for c in [*(problem.features or {}), *problem.drop] if c not in df.columns]
     if unknown:
         raise DataError(
             f"problem.yaml features/drop: {', '.join(map(repr, unknown))} not in the data; "
             f"columns are: {', '.join(map(str, df.columns))}"
         )
-{%- if cookiecutter.problem_type == "anomaly_detection" %}
-    text = [name for name, kind in (problem.features or {}).items() if kind == "text"]
-    if text:
+    declared = problem.features or {}
+    unread = [name for name, kind in declared.items() if kind not in PROBLEM_TYPE.feature_kinds]
+    if unread:
+        kinds = sorted({declared[name] for name in unread})
         raise DataError(
-            f"problem.yaml features: {', '.join(map(repr, text))} declared text, which the "
-            "detectors cannot read; declare them categorical or put them in `drop`"
+            f"problem.yaml features: {', '.join(map(repr, unread))} declared "
+            f"{_listed(kinds)}, which the models cannot read; declare them "
+            f"{_listed(PROBLEM_TYPE.feature_kinds, 'or')}, or put them in `drop`"
         )
-{%- endif %}
 
 
 def normalise_types(df: pd.DataFrame, features: dict[str, FeatureKind]) -> pd.DataFrame:
@@ -258,25 +273,25 @@ class CleaningReport:
 
 
 def identified_rows(
-    raw: pd.DataFrame, features: dict[str, FeatureKind], target: str | None
+    raw: pd.DataFrame, features: dict[str, FeatureKind], targets: list[str]
 ) -> pd.DataFrame:
-    """The features and target of the raw rows, typed, indexed by row identity."""
-    columns = [*features, *([target] if target is not None else [])]
-    rows = normalise_types(raw[columns], features)
+    """The features and target columns of the raw rows, typed, indexed by row identity."""
+    rows = normalise_types(raw[[*features, *targets]], features)
     rows.index = pd.Index(row_ids(raw).to_numpy(), name=ROW_ID)
     return rows
 
 
 def clean(
-    df: pd.DataFrame, target: str | None, drop_duplicates: bool = False
+    df: pd.DataFrame, targets: list[str], drop_duplicates: bool = False
 ) -> tuple[pd.DataFrame, CleaningReport]:
-    """Drop rows without a target (if there is one) and, only when asked, repeated rows.
+    """Drop rows missing a target column's value (see `ProblemType.target_columns`) and,
+    only when asked, repeated rows.
 
     `df` is indexed by row identity (`data.row_ids`): a repeated row is a later copy of
     an identical raw row. Kept copies stay together on one side of the split."""
     repeated = row_content(df.index).duplicated().to_numpy()
     kept = df[~repeated] if drop_duplicates else df
-    labelled = kept if target is None else kept[kept[target].notna()]
+    labelled = kept.dropna(subset=targets)
     report = CleaningReport(
         rows_in=len(df),
         duplicates=int(repeated.sum()),
@@ -436,13 +451,15 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
     """
     features = resolve_features(raw, problem)
     validate(raw, problem, params, features)
-    target = problem.target.name
-    rows = identified_rows(raw, features, target)
-    cleaned, report = clean(rows, target, params.preprocessing.drop_duplicates)
+    targets = PROBLEM_TYPE.target_columns(problem.target)
+    rows = identified_rows(raw, features, targets)
+    cleaned, report = clean(rows, targets, params.preprocessing.drop_duplicates)
     _log_cleaning(report)
     processed_dir.mkdir(parents=True, exist_ok=True)
     train, test = _train_and_test(cleaned, problem, params, processed_dir)
-    write_processed(processed_dir, train, test, features, target, dropped_columns(raw, problem))
+    write_processed(
+        processed_dir, train, test, features, problem.target.name, dropped_columns(raw, problem)
+    )
     summary = {
         "cleaning": {**asdict(report), "duplicate_share": round(report.duplicate_share, 4)},
         "train_rows": len(train),
@@ -491,9 +508,8 @@ def _train_and_test(
     elif previous:
         reason = "the source changed" if previous["source"] != source else "no row identities"
         _archive(processed_dir, previous, reason)
-    target = problem.target.name
-    stratify = params.split.stratify and target is not None
-    strata = PROBLEM_TYPE.strata(cleaned[target]) if stratify else None
+    truth = PROBLEM_TYPE.truth(cleaned, problem.target)
+    strata = PROBLEM_TYPE.strata(truth) if params.split.stratify else None
     train, test = split(cleaned, strata, params.split)
     write_json(
         split_path,

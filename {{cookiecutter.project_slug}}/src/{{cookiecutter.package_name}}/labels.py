@@ -86,13 +86,6 @@ class LabelProblemType(RowProblemType):
         """The control group: a model that ignores the features."""
         return DummyClassifier(strategy=strategy, random_state=seed)
 
-    def make_candidate(self, name: str, params: dict, seed: int, spec: LabelTargetSpec):
-        """The treatment: the named scikit-learn classifier with these parameters."""
-        estimator = self.candidates[name]()
-        if "random_state" in estimator.get_params():
-            estimator.set_params(random_state=seed)
-        return estimator.set_params(**params)
-
     def strata(self, y: pd.Series) -> pd.Series:
         """Stratify the split on the label itself, so rare classes reach the test set."""
         return y

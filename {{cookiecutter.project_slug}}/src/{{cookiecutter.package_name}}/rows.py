@@ -37,9 +37,22 @@ class RowProblemType(ProblemType):
     def plot_target(self, ax, y: pd.Series) -> None:
         """The target's distribution, drawn on a matplotlib axis for the EDA report."""
 
+    def make_candidate(self, name: str, params: dict, seed: int, spec):
+        """The treatment: the scikit-learn estimator `candidates` names, seeded where it
+        takes a seed, with these parameters (ValueError names one it does not take)."""
+        estimator = self.candidates[name]()
+        if "random_state" in estimator.get_params():
+            estimator.set_params(random_state=seed)
+        return estimator.set_params(**params)
+
+    def truth(self, rows: pd.DataFrame, spec) -> pd.Series:
+        """What the models learn to predict for `rows`: their target column."""
+        return rows[spec.name]
+
     @abstractmethod
     def strata(self, y: pd.Series) -> pd.Series | None:
-        """What the train/test split stratifies on (None: a plain shuffled split)."""
+        """What the train/test split stratifies on, given the `truth` of the rows (None: a
+        plain shuffled split)."""
 
     @abstractmethod
     def cv_splitter(self, folds: int, seed: int):
@@ -116,11 +129,10 @@ class RowProblemType(ProblemType):
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params
     ) -> Trained:
         """Cross-validate the candidate pipeline, then fit it and the baseline on the whole
-        training set. Without a target (unlabelled anomaly data) nothing is cross-validated."""
+        training set."""
         from .features import model_pipeline
 
-        target = problem.target.name
-        X, y = train[list(features)], None if target is None else train[target]
+        X, y = train[list(features)], self.truth(train, problem.target)
         log.info("training %s on %d rows, %d features", params.model.name, len(X), len(features))
         try:
             estimator = self.make_candidate(
@@ -129,12 +141,7 @@ class RowProblemType(ProblemType):
         except ValueError as exc:
             raise ConfigError(f"params.yaml model.params: {exc}") from exc
         candidate = model_pipeline(features, params.preprocessing, estimator)
-        cv = None
-        if y is None:
-            log.info("no target column: cross-validation skipped")
-        else:
-            cv = self.cross_validate(candidate, X, y, problem.metric, params)
-            log.info("cv %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
+        cv = self.cross_validate(candidate, X, y, problem.metric, params)
         candidate.fit(X, y)
         baseline = self.make_baseline(params.baseline.strategy, params.split.seed, problem.target)
         baseline.fit(X, y)
@@ -169,12 +176,9 @@ class RowProblemType(ProblemType):
             fitted = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
             scores.append(sign * float(scorer(fitted, X.iloc[val_idx], y.iloc[val_idx])))
             log.info("cv fold %d/%d: %s = %.4f", fold, params.cv.folds, metric, scores[-1])
-        return {
-            "metric": metric,
-            "folds": scores,
-            "mean": float(np.mean(scores)),
-            "std": float(np.std(scores)),
-        }
+        mean, std = float(np.mean(scores)), float(np.std(scores))
+        log.info("cv %s: %.4f ± %.4f", metric, mean, std)
+        return {"metric": metric, "folds": scores, "mean": mean, "std": std}
 
     # Stage 7 reads recent rows as the service does (predictor.py and drift_report.py
     # import the configuration too: imported when called).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import bundle
 from .config import Params, ProblemConfig
-from .data import TRAIN_FILE, read_processed, sha256_file
+from .data import TRAIN_FILE, read_processed
 from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "baseline": params.baseline.model_dump(),
         "params": params.model_dump(mode="json"),
         "train_rows": len(train),
-        "train_data_sha256": sha256_file(processed_dir / TRAIN_FILE),
+        "train_data_sha256": bundle.sha256_file(processed_dir / TRAIN_FILE),
         "cv": trained.cv,
         "library_versions": _versions(),
     }

@@ -8,6 +8,7 @@ set measures precision, recall, F1 and PR-AUC.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from sklearn.pipeline import Pipeline
 from .contract import Metric, MinTestRows
 from .detectors import Detector, RobustZScore
 from .rows import RowProblemType
+
+log = logging.getLogger(__name__)
 
 
 class TargetSpec(BaseModel):
@@ -199,6 +202,11 @@ class AnomalyDetection(RowProblemType):
     PredictResponse = PredictResponse
     Predictions = Predictions
     feature_kinds = ("numeric", "categorical", "datetime")
+    unused_params = (
+        "preprocessing.text_ngram_max",
+        "preprocessing.text_min_df",
+        "monitoring.max_oov_change",
+    )
     target_noun = "label"
     eda_notes: ClassVar = {
         "Missing values": "A sensor that goes silent shows up here first; the monitor "
@@ -213,18 +221,35 @@ class AnomalyDetection(RowProblemType):
 
     def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec) -> Detector:
         """The detector `name` with `params`; the threshold keys go to the wrapper."""
-        detector = self.candidates[name]()
+        settings = {k: v for k, v in params.items() if k not in THRESHOLD_KEYS}
         if name == "local_outlier_factor":
-            detector.set_params(novelty=True)  # score new rows, not only the training rows
-        if "random_state" in detector.get_params():
-            detector.set_params(random_state=seed)
-        detector.set_params(**{k: v for k, v in params.items() if k not in THRESHOLD_KEYS})
+            settings = {"novelty": True, **settings}  # score new rows, not only training rows
+        detector = super().make_candidate(name, settings, seed, spec)
         own = {k: v for k, v in params.items() if k in THRESHOLD_KEYS}
         return Detector(detector, random_state=seed, **own)
 
-    def strata(self, y: pd.Series) -> pd.Series:
-        """Stratify the split on the label, so the rare anomalies reach the test set."""
+    def target_columns(self, spec: TargetSpec) -> list[str]:
+        """The label column, or none when problem.yaml names no label."""
+        return [] if spec.name is None else [spec.name]
+
+    def truth(self, rows: pd.DataFrame, spec: TargetSpec) -> pd.Series | None:
+        """The labels of `rows`, or None without a label column: the detectors train on the
+        features alone."""
+        return None if spec.name is None else rows[spec.name]
+
+    def strata(self, y: pd.Series | None) -> pd.Series | None:
+        """Stratify the split on the label, so the rare anomalies reach the test set; without
+        labels, a plain shuffled split."""
         return y
+
+    def cross_validate(
+        self, pipeline, X: pd.DataFrame, y: pd.Series | None, metric: str, params
+    ) -> dict | None:
+        """As for any row type; without labels there is nothing to score: None."""
+        if y is None:
+            log.info("no target column: cross-validation skipped")
+            return None
+        return super().cross_validate(pipeline, X, y, metric, params)
 
     def cv_splitter(self, folds: int, seed: int):
         """Stratified folds that keep each group of identical rows in one fold."""
@@ -304,6 +329,20 @@ class AnomalyDetection(RowProblemType):
         if "test_anomalies" not in report:
             return ["The test set has no labels: the scores describe the flags only."]
         return [f"It holds {report['test_anomalies']} labelled anomalies."]
+
+    def no_verdict(self, y: np.ndarray | None, spec: TargetSpec, gate, metric: str) -> str | None:
+        """Without labels the metrics cannot be measured: a person reviews the flags instead.
+        With labels, as for any type (see `too_small`)."""
+        if y is None:
+            return (
+                f"no labels: {metric} cannot be measured without a target column; review the "
+                "flagged test rows, then promote by hand with `models promote --force`"
+            )
+        return super().no_verdict(y, spec, gate, metric)
+
+    def measure(self, metric: str, y: np.ndarray | None, predictions: Predictions) -> float | None:
+        """`metric` against the labels; None without labels."""
+        return None if y is None else super().measure(metric, y, predictions)
 
     def too_small(self, y: np.ndarray, spec: TargetSpec, gate) -> str | None:
         """Why the labelled test rows are too few for a verdict (`gate`: params.gate), or

@@ -198,6 +198,13 @@ class Forecasting(ProblemType):
     PredictResponse = PredictResponse
     Predictions = Predictions
     GateMinimums = GateMinimums
+    unused_params = (
+        "preprocessing",
+        "split.stratify",
+        "monitoring.max_unseen_share",
+        "monitoring.max_outside_share",
+        "monitoring.max_oov_change",
+    )
     monitor_wording: ClassVar[dict[str, object]] = {
         "unit": "distinct values",
         "features": "The series",

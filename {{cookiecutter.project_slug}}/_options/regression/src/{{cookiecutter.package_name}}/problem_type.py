@@ -86,13 +86,6 @@ class Regression(RowProblemType):
         """The control group: a model that ignores the features."""
         return DummyRegressor(strategy=strategy)
 
-    def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec):
-        """The treatment: the named scikit-learn regressor with these parameters."""
-        estimator = self.candidates[name]()
-        if "random_state" in estimator.get_params():
-            estimator.set_params(random_state=seed)
-        return estimator.set_params(**params)
-
     def strata(self, y: pd.Series) -> pd.Series:
         """Stratify the split on target quintiles, so both sets cover the whole range."""
         return pd.qcut(y, q=5, labels=False, duplicates="drop")
