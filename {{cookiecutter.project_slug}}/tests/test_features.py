@@ -64,12 +64,12 @@ def test_cleaning_keeps_repeated_rows_unless_asked_and_counts_both_rules():
     frame = pd.DataFrame({"x": [1, 1, 2, 3, 1], "y": ["a", "a", None, "b", "a"]})
     frame.index = data.row_ids(frame)
 
-    kept, report = features.clean(frame, "y")
+    kept, report = features.clean(frame, ["y"])
     assert (report.duplicates, report.duplicates_dropped, report.missing_target) == (2, 0, 1)
     assert len(kept) == report.rows_out == 4
     assert kept["y"].notna().all()
 
-    dropped, report = features.clean(frame, "y", drop_duplicates=True)
+    dropped, report = features.clean(frame, ["y"], drop_duplicates=True)
     assert (report.duplicates, report.duplicates_dropped, report.missing_target) == (2, 2, 1)
     assert list(dropped["x"]) == [1, 3]
     assert report.duplicate_share == pytest.approx(2 / 5)

@@ -281,7 +281,7 @@ def report(
     numeric = [n for n, k in features.items() if k == "numeric"]
     categorical = [n for n, k in features.items() if k == "categorical"]
     text = [n for n, k in features.items() if k == "text"]
-    labelled = [] if target is None else [target]
+    labelled = [target] if target in df.columns else []  # unlabelled data has none
     own = PROBLEM_TYPE.eda_sections(df, features, target, out_dir)
     numeric_target = own is None and pd.api.types.is_numeric_dtype(df[target])
     correlated = numeric + ([target] if numeric_target else [])

@@ -23,9 +23,10 @@ from pandas.tseries.frequencies import to_offset
 from sklearn.base import clone
 
 from . import drift
+from .bundle import write_json
 from .config import FeatureKind, Params, ProblemConfig
 from .contract import Trained
-from .data import SPLIT_FILE, validate, write_json, write_processed
+from .data import SPLIT_FILE, validate, write_processed
 from .errors import ConfigError, DataError
 from .forecasters import backtest, season_positions, seasonal_scale
 from .problem_type import PROBLEM_TYPE, Predictions, TargetSpec
