@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from . import drift
 from .bundle import Bundle
 from .features import category_text, parse_date
 from .problem_type import PROBLEM_TYPE
@@ -297,7 +298,7 @@ class Predictor:
         self.metadata = model_bundle.metadata
         self.schema = model_bundle.metadata["features"]
         self.pipeline = model_bundle.model
-        self.prediction_reference = model_bundle.reference["predictions"]
+        self.prediction_reference = drift.prediction_reference(model_bundle.reference)
         self.fast: FastPath | None = None
         if model_bundle.onnx is not None:
             try:

@@ -223,7 +223,7 @@ class RowProblemType(ProblemType):
             labels = data[target].to_numpy()[known]
             labelled = labels, self.subset(predictions, np.flatnonzero(known))
         return Recent(
-            columns={name: frame[name] for name in served.reference["features"]},
+            columns={name: frame[name] for name in drift.feature_references(served.reference)},
             outputs=predictions.values.tolist(),
             source={
                 "kind": "file",
@@ -249,7 +249,7 @@ class RowProblemType(ProblemType):
             outputs = self.predict(served.model, frame).values.tolist()
             made_by = "the current model"
         return Recent(
-            columns={name: frame[name] for name in served.reference["features"]},
+            columns={name: frame[name] for name in drift.feature_references(served.reference)},
             outputs=outputs,
             source=log_source(log_path, records) | {"predictions": made_by},
         )

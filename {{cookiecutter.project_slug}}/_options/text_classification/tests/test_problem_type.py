@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, data, features, monitor
+from {{ cookiecutter.package_name }} import bundle, data, drift, features, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_params
 from {{ cookiecutter.package_name }}.contract import Recent
@@ -119,7 +119,7 @@ def test_reviews_in_another_language_raise_an_oov_alarm_naming_the_text(mixed_pr
     ]
     frame = to_frame(recent.to_dict("records"), served.metadata["features"])
     outputs = PROBLEM_TYPE.predict(served.model, frame).values.tolist()
-    columns = {name: frame[name] for name in served.reference["features"]}
+    columns = {name: frame[name] for name in drift.feature_references(served.reference)}
     report = monitor.compare(served.reference, Recent(columns, outputs, source={}), thresholds)
     assert "review" in report["drifted"]
     result = next(r for r in report["features"] if r["name"] == "review")
