@@ -31,17 +31,17 @@ class CompiledRowProblemType(RowProblemType):
     def same_predictions(self, a, b) -> bool:
         """Whether two `Predictions` agree to ONNX's float32 precision."""
 
+    # fastpath.py imports this project's type, so it is imported when called.
+
     def onnx_model(self, pipeline, features: dict[str, str]) -> bytes | None:
         """The fitted estimator (after preprocessing) as ONNX, or None if it does not
         convert or a feature is text: TF-IDF has no compiled path, so the pipeline serves."""
         if "text" in features.values():
             log.info("text features: the service will predict with the scikit-learn pipeline")
             return None
-        from .fastpath import export_onnx  # see fast_path
+        from .fastpath import export_onnx
 
         return export_onnx(pipeline)
-
-    # fastpath.py imports this project's type, so it is imported when called.
 
     def fast_path(self, model_bundle):
         """The compiled fast path for a bundle with an ONNX model, checked against its
