@@ -29,9 +29,11 @@ SAMPLE_DATA = {
 UNUSED = {
     "classification": [],
     "regression": ["src/{package}/labels.py", "tests/test_labels.py"],
-    "text_classification": [],
+    "text_classification": ["src/{package}/compiled.py", "src/{package}/fastpath.py"],
     "forecasting": [
+        "src/{package}/compiled.py",
         "src/{package}/eda.py",
+        "src/{package}/fastpath.py",
         "src/{package}/features.py",
         "src/{package}/labels.py",
         "src/{package}/predictor.py",

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from {{ cookiecutter.package_name }} import bundle
+from {{ cookiecutter.package_name }} import bundle, drift
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.contract import Metric, ProblemType
 from {{ cookiecutter.package_name }}.data import read_processed
@@ -91,7 +91,8 @@ def test_the_response_validates_against_its_schema(judged):
 
 def test_prediction_counts_count_every_unit(judged):
     model_bundle, _, _, (y, candidate, _) = judged
-    counts = PROBLEM_TYPE.prediction_counts(candidate, model_bundle.reference["predictions"])
+    reference = drift.prediction_reference(model_bundle.reference)
+    counts = PROBLEM_TYPE.prediction_counts(candidate, reference)
     assert all(isinstance(key, str) and value >= 0 for key, value in counts.items())
     assert sum(counts.values()) >= len(y)
 

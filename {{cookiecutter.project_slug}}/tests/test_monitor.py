@@ -9,7 +9,7 @@ import pytest
 from conftest import edit_yaml, quick, run_cli
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor
+from {{ cookiecutter.package_name }} import bundle, data, drift, drift_report, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 from {{ cookiecutter.package_name }}.contract import Recent
@@ -51,12 +51,13 @@ def as_rows(frame: pd.DataFrame) -> list[dict]:
 def check(served, frame: pd.DataFrame, thresholds) -> dict:
     recent = to_frame(as_rows(frame), served.metadata["features"])
     outputs = PROBLEM_TYPE.predict(served.model, recent).values.tolist()
-    columns = {name: recent[name] for name in served.reference["features"]}
+    columns = {name: recent[name] for name in drift.feature_references(served.reference)}
     return monitor.compare(served.reference, Recent(columns, outputs, source={}), thresholds)
 
 
 def numeric_feature(served) -> str:
-    return next(n for n, r in served.reference["features"].items() if r["kind"] == "numeric")
+    references = drift.feature_references(served.reference)
+    return next(name for name, ref in references.items() if ref["kind"] == "numeric")
 
 
 def feature(report: dict, name: str) -> dict:
@@ -78,7 +79,8 @@ def write_log(path, models, frame: pd.DataFrame, requests: int) -> None:
 
 
 def test_the_reference_describes_every_served_feature(served):
-    assert set(served.reference["features"]) == {f["name"] for f in served.metadata["features"]}
+    served_features = {f["name"] for f in served.metadata["features"]}
+    assert set(drift.feature_references(served.reference)) == served_features
 
 
 def test_samples_of_the_training_distribution_raise_no_alarm(served, train, thresholds):
@@ -92,7 +94,7 @@ def test_samples_of_the_training_distribution_raise_no_alarm(served, train, thre
 def test_a_mean_shift_in_one_feature_is_named(served, train, thresholds):
     name = numeric_feature(served)
     recent = draw(train, seed=0)
-    recent[name] += served.reference["features"][name]["std"]
+    recent[name] += drift.feature_references(served.reference)[name]["std"]
     report = check(served, recent, thresholds)
     assert report["drift"]
     assert report["drifted"] == [name]

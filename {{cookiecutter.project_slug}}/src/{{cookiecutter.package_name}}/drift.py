@@ -3,10 +3,12 @@
 Each feature kind has a `Check` in `CHECKS`: how training builds its reference
 (`reference`), how recent values are compared with it (`compare`), the alarm rules that
 read the comparison (`reasons`) and the sentence that states them in the report (`rule`).
-Training writes the reference with `reference_statistics`; the monitor compares through the
-same checks, so both sides are computed alike from the values as they are (nothing is
-rounded on one side only). The built-in kinds are numeric, categorical, datetime and text;
-a problem type adds its own with `register`.
+This module owns the reference's format: training builds it with `build_reference`
+(`reference_statistics` for rows), readers take its parts with `feature_references` and
+`prediction_reference`, and the monitor compares through the same checks, so both sides
+are computed alike from the values as they are (nothing is rounded on one side only). The
+built-in kinds are numeric, categorical, datetime and text; a problem type adds its own
+with `register`.
 
 - numeric: PSI over the training deciles, and a two-sample KS test against a training sample;
 - categorical: PSI over the categories (unseen ones pooled into one bucket), and the share
@@ -439,17 +441,39 @@ def feature_reference(kind: str, values: pd.Series) -> dict:
     return entry | CHECKS[kind].reference(present)
 
 
-def reference_statistics(
-    X: pd.DataFrame, features: Mapping[str, str], predictions: dict, rows: int | None = None
-) -> dict:
-    """Training distributions of inputs and outputs, the yardstick for drift monitoring.
+def build_reference(rows: int, features: Mapping[str, dict], predictions: dict) -> dict:
+    """The drift reference a bundle stores (reference.json), the yardstick for monitoring:
+    the number of training units it describes, the reference of each feature
+    (`feature_reference`), and the type's reference of its outputs
+    (`PROBLEM_TYPE.prediction_reference`). Read it back with `feature_references`,
+    `prediction_reference` and `reference_rows`."""
+    return {"rows": rows, "features": dict(features), "predictions": predictions}
 
-    `predictions` is the type's reference of its outputs (`PROBLEM_TYPE.prediction_reference`)."""
-    return {
-        "rows": len(X) if rows is None else rows,
-        "features": {name: feature_reference(kind, X[name]) for name, kind in features.items()},
-        "predictions": predictions,
-    }
+
+def reference_statistics(X: pd.DataFrame, features: Mapping[str, str], predictions: dict) -> dict:
+    """The drift reference of training rows: every feature of `X` by its kind, and
+    `predictions`, the type's reference of its outputs (see `build_reference`)."""
+    return build_reference(
+        len(X),
+        {name: feature_reference(kind, X[name]) for name, kind in features.items()},
+        predictions,
+    )
+
+
+def feature_references(reference: dict) -> dict[str, dict]:
+    """The reference of each feature in a drift reference, by feature name."""
+    return reference["features"]
+
+
+def prediction_reference(reference: dict) -> dict:
+    """The type's reference of its outputs in a drift reference (what
+    `PROBLEM_TYPE.prediction_counts` and the prediction-drift check compare with)."""
+    return reference["predictions"]
+
+
+def reference_rows(reference: dict) -> int:
+    """How many training units a drift reference describes."""
+    return reference["rows"]
 
 
 def prediction_drift(reference: dict, outputs: Sequence, rows: int, reference_rows: int) -> dict:
@@ -535,14 +559,13 @@ def compare_columns(
     a status (ok, warn or drift) and the reasons, the output drift, and the verdict."""
     rows = len(next(iter(columns.values()), ()))  # the first feature's: the sample size
     enough = rows >= thresholds.min_rows
+    trained = reference_rows(reference)
     features = [
-        _compare_feature(name, ref, columns[name], reference["rows"], (missing or {}).get(name))
-        for name, ref in reference["features"].items()
+        _compare_feature(name, ref, columns[name], trained, (missing or {}).get(name))
+        for name, ref in feature_references(reference).items()
     ]
     output_rows = len(outputs) if output_rows is None else output_rows
-    predictions = prediction_drift(
-        reference["predictions"], outputs, output_rows, reference["rows"]
-    )
+    predictions = prediction_drift(prediction_reference(reference), outputs, output_rows, trained)
     _bonferroni([*features, predictions])
     for result in features:
         check = CHECKS[result["kind"]]

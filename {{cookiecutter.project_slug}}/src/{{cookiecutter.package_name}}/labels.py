@@ -102,15 +102,6 @@ class LabelProblemType(RowProblemType):
         classes = model.classes_
         return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
 
-    def from_onnx(self, outputs: list, classes: np.ndarray) -> Predictions:
-        """Predictions from the ONNX estimator's outputs (labels, probabilities)."""
-        proba = np.asarray(outputs[1], dtype=float)
-        return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
-
-    def same_predictions(self, a: Predictions, b: Predictions) -> bool:
-        """Same labels, and probabilities equal to ONNX's float32 precision."""
-        return np.array_equal(a.values, b.values) and np.allclose(a.proba, b.proba, atol=1e-5)
-
     def response(self, predictions: Predictions, version: str) -> dict:
         """The JSON body of a prediction: labels, and the class probabilities of each row."""
         classes = [str(c) for c in predictions.classes]

@@ -1,8 +1,9 @@
 """The base for problem types whose unit is a row judged on its own: tabular and text data.
 
 A row type predicts each row from its features alone, splits and cross-validates by rows
-(copies of a row stay together), and can compile its fitted estimator to ONNX. Stage 3 is
-`features.py`; stage 4 is here.
+(copies of a row stay together). Stage 3 is `features.py`; stage 4 is here. A row type
+whose models compile to a fast path for serving says so through `onnx_model` and
+`fast_path`.
 """
 
 from __future__ import annotations
@@ -70,14 +71,16 @@ class RowProblemType(ProblemType):
         y, X = rows[spec.name].to_numpy(), rows[names]
         return y, self.predict(model_bundle.model, X), self.predict(model_bundle.baseline, X)
 
-    @abstractmethod
-    def from_onnx(self, outputs: list, classes: np.ndarray | None):
-        """`Predictions` from the outputs of the estimator compiled to ONNX (`classes`: the
-        fitted estimator's classes, where it has them)."""
+    def onnx_model(self, pipeline, features: dict[str, str]) -> bytes | None:
+        """The fitted candidate `pipeline` compiled to ONNX for the service's fast path, or
+        None where the type has no fast path: the default, where the pipeline serves."""
+        return None
 
-    @abstractmethod
-    def same_predictions(self, a, b) -> bool:
-        """Whether two `Predictions` agree to ONNX's float32 precision."""
+    def fast_path(self, model_bundle):
+        """The fast path built from a loaded bundle, whose `predict(rows)` gives the
+        `Predictions` of raw feature rows as the pipeline would, or None where the pipeline
+        serves: the default, for a type that stores no ONNX model (see `onnx_model`)."""
+        return None
 
     # The row stages live in features.py, which imports the configuration and so this
     # module's type: they are imported when called.
@@ -146,19 +149,13 @@ class RowProblemType(ProblemType):
         baseline = self.make_baseline(params.baseline.strategy, params.split.seed, problem.target)
         baseline.fit(X, y)
         outputs = self.prediction_reference(self.predict(candidate, X))
-        if "text" in features.values():
-            # TF-IDF has no compiled fast path: the service runs the scikit-learn pipeline.
-            log.info("text features: the service will predict with the scikit-learn pipeline")
-            onnx = None
-        else:
-            onnx = export_onnx(candidate)
         return Trained(
             model=candidate,
             baseline=baseline,
             cv=cv,
             schema=feature_schema(X, features),
             reference=drift.reference_statistics(X, features, outputs),
-            onnx=onnx,
+            onnx=self.onnx_model(candidate, features),
         )
 
     def cross_validate(self, pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params) -> dict:
@@ -223,7 +220,7 @@ class RowProblemType(ProblemType):
             labels = data[target].to_numpy()[known]
             labelled = labels, self.subset(predictions, np.flatnonzero(known))
         return Recent(
-            columns={name: frame[name] for name in served.reference["features"]},
+            columns={name: frame[name] for name in drift.feature_references(served.reference)},
             outputs=predictions.values.tolist(),
             source={
                 "kind": "file",
@@ -249,7 +246,7 @@ class RowProblemType(ProblemType):
             outputs = self.predict(served.model, frame).values.tolist()
             made_by = "the current model"
         return Recent(
-            columns={name: frame[name] for name in served.reference["features"]},
+            columns={name: frame[name] for name in drift.feature_references(served.reference)},
             outputs=outputs,
             source=log_source(log_path, records) | {"predictions": made_by},
         )
@@ -301,18 +298,3 @@ def feature_schema(X: pd.DataFrame, features: dict[str, str]) -> list[dict]:
             entry.update(min=str(dates.min().date()), max=str(dates.max().date()))
         schema.append(entry)
     return schema
-
-
-def export_onnx(pipeline) -> bytes | None:
-    """The fitted estimator (after preprocessing) as ONNX for fast serving, if it converts."""
-    from skl2onnx import to_onnx
-
-    estimator = pipeline[-1]
-    sample = np.zeros((1, estimator.n_features_in_), dtype=np.float32)
-    options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
-    try:
-        return to_onnx(estimator, sample, options=options).SerializeToString()
-    except Exception as exc:  # skl2onnx signals unsupported models with many error types
-        name = type(estimator).__name__
-        log.warning("%s does not convert to ONNX (%s); serving uses scikit-learn", name, exc)
-        return None

@@ -10,10 +10,10 @@ from {{ cookiecutter.package_name }} import (
     data,
     eda,
     evaluate,
+    fastpath,
     features,
     monitor,
     registry,
-    rows,
     train,
 )
 from {{ cookiecutter.package_name }}.api import Settings, create_app
@@ -76,7 +76,7 @@ def test_every_candidate_scores_and_flags(name, sensors):
     assert predictions.values.shape == predictions.flags.shape == (len(X),)
     assert np.array_equal(predictions.flags, model.predict(X) == 1)
     assert PROBLEM_TYPE.score(sensors["anomaly"].to_numpy(), predictions)["pr_auc"] > 0.1
-    exported = rows.export_onnx(Pipeline([("model", model)]))
+    exported = fastpath.export_onnx(Pipeline([("model", model)]))
     assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 

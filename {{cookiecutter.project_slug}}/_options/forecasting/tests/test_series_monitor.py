@@ -32,7 +32,8 @@ def thresholds(trained_project):
 @pytest.fixture(scope="module")
 def reference_window(trained_project, served) -> pd.DataFrame:
     """The end of the training series: what the reference statistics describe."""
-    return read_processed(trained_project.processed)[0].iloc[-served.reference["rows"] :]
+    steps = drift.reference_rows(served.reference)
+    return read_processed(trained_project.processed)[0].iloc[-steps:]
 
 
 def bodies(frame: pd.DataFrame, served, seed: int, requests: int = REQUESTS) -> list[dict]:
@@ -85,7 +86,7 @@ def check_named(report: dict, name: str) -> dict:
 def test_the_reference_keeps_the_training_values_as_they_are(served, reference_window):
     """Nothing is rounded on one side only: the KS sample holds the training values exactly."""
     values = set(reference_window[served.metadata["target"]].astype(float))
-    assert set(served.reference["features"]["level"]["sample"]) <= values
+    assert set(drift.feature_references(served.reference)["level"]["sample"]) <= values
 
 
 def test_half_of_a_series_of_repeated_long_decimals_is_no_drift():

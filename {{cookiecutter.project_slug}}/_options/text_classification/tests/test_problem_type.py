@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, data, features, monitor
+from {{ cookiecutter.package_name }} import bundle, data, drift, features, monitor
 from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import PreprocessingParams, load_params
 from {{ cookiecutter.package_name }}.contract import Recent
@@ -68,6 +68,14 @@ def test_a_rating_outside_the_contract_is_counted(problem, params, reviews, star
         data.validate(frame, problem, params, PROBLEM_TYPE.resolve_features(frame, problem))
 
 
+def test_data_without_a_text_feature_is_refused_naming_features(problem, reviews):
+    numbers = reviews.drop(columns="review").assign(votes=1.0)  # inferred: no text left
+    declared = problem.model_copy(update={"features": {"review": "categorical"}})
+    for frame, config in ((numbers, problem), (reviews, declared)):
+        with pytest.raises(DataError, match=r"problem.yaml features: .* of kind text"):
+            PROBLEM_TYPE.resolve_features(frame, config)
+
+
 @pytest.fixture(scope="module")
 def client(mixed_project, tmp_path_factory):
     settings = Settings(
@@ -90,7 +98,6 @@ def test_a_review_gets_stars_and_a_probability_per_rating(client):
     assert body["predictions"][0] in {1, 2, 3, 4, 5}
     assert set(body["probabilities"][0]) == {"1", "2", "3", "4", "5"}
     assert sum(body["probabilities"][0].values()) == pytest.approx(1, abs=1e-4)
-    assert client.get("/v1/model").json()["fast_path"] is False
 
 
 @pytest.mark.parametrize(
@@ -119,7 +126,7 @@ def test_reviews_in_another_language_raise_an_oov_alarm_naming_the_text(mixed_pr
     ]
     frame = to_frame(recent.to_dict("records"), served.metadata["features"])
     outputs = PROBLEM_TYPE.predict(served.model, frame).values.tolist()
-    columns = {name: frame[name] for name in served.reference["features"]}
+    columns = {name: frame[name] for name in drift.feature_references(served.reference)}
     report = monitor.compare(served.reference, Recent(columns, outputs, source={}), thresholds)
     assert "review" in report["drifted"]
     result = next(r for r in report["features"] if r["name"] == "review")

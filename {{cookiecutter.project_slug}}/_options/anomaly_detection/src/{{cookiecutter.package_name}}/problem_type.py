@@ -29,9 +29,9 @@ from sklearn.metrics import (
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import Pipeline
 
+from .compiled import CompiledRowProblemType
 from .contract import Metric, MinTestRows
 from .detectors import Detector, RobustZScore
-from .rows import RowProblemType
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _detector(model) -> Detector | RobustZScore:
     return model[-1] if isinstance(model, Pipeline) else model
 
 
-class AnomalyDetection(RowProblemType):
+class AnomalyDetection(CompiledRowProblemType):
     """An anomaly score and a flag per row, against a control that judges each sensor alone.
 
     The label is optional (`TargetSpec.name` may be None): the detectors train without it,

@@ -12,6 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from .compiled import CompiledRowProblemType
 from .contract import Metric
 from .labels import METRICS, LabelProblemType, Predictions
 
@@ -39,7 +40,7 @@ def _roc_auc(y: np.ndarray, p: Predictions) -> float:
     return float(roc_auc_score(y, p.proba, multi_class="ovr", labels=p.classes))
 
 
-class Classification(LabelProblemType):
+class Classification(CompiledRowProblemType, LabelProblemType):
     """A class per row of features, judged against a model that ignores them."""
 
     name = "classification"
@@ -57,6 +58,15 @@ class Classification(LabelProblemType):
         """ROC AUC when a class has no row in the sample, with the reason."""
         absent = [str(c) for c in predictions.classes[~np.isin(predictions.classes, y)]]
         return {"roc_auc": f"no row of class {', '.join(absent)}"} if absent else {}
+
+    def from_onnx(self, outputs: list, classes: np.ndarray) -> Predictions:
+        """Predictions from the ONNX estimator's outputs (labels, probabilities)."""
+        proba = np.asarray(outputs[1], dtype=float)
+        return Predictions(values=classes[proba.argmax(axis=1)], proba=proba, classes=classes)
+
+    def same_predictions(self, a: Predictions, b: Predictions) -> bool:
+        """Same labels, and probabilities equal to ONNX's float32 precision."""
+        return np.array_equal(a.values, b.values) and np.allclose(a.proba, b.proba, atol=1e-5)
 
 
 PROBLEM_TYPE = Classification()

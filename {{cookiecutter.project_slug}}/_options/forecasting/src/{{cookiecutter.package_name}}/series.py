@@ -259,14 +259,12 @@ def reference_statistics(model, train: pd.DataFrame, spec: TargetSpec, steps: in
     origins = np.arange(len(series) - steps, len(series) - spec.horizon + 1)
     forecasts, _ = backtest(model, series, positions, origins, spec.horizon)
     scale = seasonal_scale(series, spec.season_length)
-    return {
-        "rows": steps,
-        "features": {
-            "level": _series_reference(recent, missing),
-            "change": _series_reference(np.diff(recent), missing),
-        },
-        "predictions": PROBLEM_TYPE.prediction_reference(Predictions(forecasts, scale)),
+    features = {
+        "level": _series_reference(recent, missing),
+        "change": _series_reference(np.diff(recent), missing),
     }
+    predictions = PROBLEM_TYPE.prediction_reference(Predictions(forecasts, scale))
+    return drift.build_reference(steps, features, predictions)
 
 
 def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[dict]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from . import drift
 from .bundle import Bundle
 from .forecasters import season_positions
 from .problem_type import Predictions
@@ -115,7 +116,7 @@ class Predictor:
         self.series = model_bundle.metadata["features"][0]
         self.model = model_bundle.model
         self.scale = model_bundle.metadata["scale"]
-        self.prediction_reference = model_bundle.reference["predictions"]
+        self.prediction_reference = drift.prediction_reference(model_bundle.reference)
         self.fast = None  # the recursive forecast has no ONNX export; scikit-learn serves it
 
     def forecast(self, timestamps, values, horizon: int) -> Predictions:

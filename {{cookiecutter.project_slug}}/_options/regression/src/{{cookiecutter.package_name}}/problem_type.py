@@ -22,8 +22,8 @@ from sklearn.metrics import (
 )
 
 from . import drift
+from .compiled import CompiledRowProblemType
 from .contract import Metric
-from .rows import RowProblemType
 
 
 class TargetSpec(BaseModel):
@@ -55,7 +55,7 @@ def _load_diabetes() -> pd.DataFrame:
     return frame.rename(columns={"target": "progression"})
 
 
-class Regression(RowProblemType):
+class Regression(CompiledRowProblemType):
     """A number per row, judged against a model that predicts the mean or the median."""
 
     name = "regression"

@@ -18,6 +18,7 @@ from sklearn.naive_bayes import ComplementNB
 
 from . import reviews
 from .contract import Metric
+from .errors import DataError
 from .labels import METRICS, LabelProblemType, LabelTargetSpec, Predictions
 
 
@@ -58,6 +59,19 @@ class TextClassification(LabelProblemType):
     TargetSpec = TargetSpec
     PredictResponse = PredictResponse
     row_noun = "reviews"
+
+    def resolve_features(self, raw: pd.DataFrame, problem) -> dict[str, str]:
+        """The row features (see `RowProblemType.resolve_features`), of which at least one
+        must be text: without one, the project is a classification project."""
+        features = super().resolve_features(raw, problem)
+        if "text" not in features.values():
+            kinds = ", ".join(f"{name}={kind}" for name, kind in features.items())
+            raise DataError(
+                f"problem.yaml features: text classification needs at least one feature of "
+                f"kind text, and these are {kinds or 'none'}: declare the text column as "
+                "`text`, or generate a classification project for data without text"
+            )
+        return features
 
     def label_checks(self) -> list:
         """Ratings are whole numbers of stars: 4.5 is not on the scale."""
