@@ -73,13 +73,18 @@ def test_metrics_match_their_definitions():
     assert PROBLEM_TYPE.score(y, Predictions(y, 1.0))["smape"] == 0.0
 
 
-def test_the_response_dates_every_step():
-    predictions = Predictions(np.array([[1.5, 2.5]]), 1.0, ("2024-01-01", "2024-01-02"))
+def test_the_response_dates_every_step_with_its_interval():
+    values = np.array([[1.5, 2.5]])
+    predictions = Predictions(
+        values, 1.0, ("2024-01-01", "2024-01-02"), values - [0.5, 1], values + [0.5, 1], 0.8
+    )
     assert PROBLEM_TYPE.response(predictions, "v1") == {
         "model_version": "v1",
+        "series_id": None,
+        "coverage": 0.8,
         "forecast": [
-            {"timestamp": "2024-01-01", "value": 1.5},
-            {"timestamp": "2024-01-02", "value": 2.5},
+            {"timestamp": "2024-01-01", "value": 1.5, "lower": 1.0, "upper": 2.0},
+            {"timestamp": "2024-01-02", "value": 2.5, "lower": 1.5, "upper": 3.5},
         ],
     }
 

@@ -82,7 +82,8 @@ def test_a_gap_longer_than_max_gap_fails_prepare_with_its_dates(project, params)
 
 
 def test_a_test_period_shorter_than_the_horizon_is_refused(problem):
-    frame = pd.DataFrame({"value": range(50)})
+    stamps = pd.date_range("2024-01-01", periods=50, freq="D")
+    frame = pd.DataFrame({problem.target.time_column: stamps, "value": range(50)})
     with pytest.raises(DataError, match="fewer than the horizon"):
         series.split(frame, problem.target, test_size=0.1)
 

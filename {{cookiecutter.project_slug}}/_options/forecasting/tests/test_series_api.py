@@ -11,7 +11,7 @@ from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.data import read_processed
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
-from {{ cookiecutter.package_name }}.series import as_series
+from {{ cookiecutter.package_name }}.series import parts
 from {{ cookiecutter.package_name }}.series_service import Predictor
 
 
@@ -187,7 +187,8 @@ def test_the_bundle_holds_the_window_and_the_series_reference(trained_project):
     loaded = bundle.load(bundle.resolve(trained_project.models, "current"))
     spec = load_problem(trained_project.problem).target
     train_part, _, _ = read_processed(trained_project.processed)
-    _, history, positions = as_series(train_part, spec)
+    [part] = parts(train_part, spec)
+    history, positions = part.values, part.positions
     values, origins = np.append(history, 0.0), np.array([len(history)])
     forecast, _ = forecasters.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
     assert np.isfinite(forecast).all()

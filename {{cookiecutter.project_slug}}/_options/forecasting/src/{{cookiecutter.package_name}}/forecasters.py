@@ -1,11 +1,16 @@
-"""The forecasters: the seasonal-naive control, the lag-boosting treatment, and how both
-forecast from rolling origins.
+"""The forecasters: the seasonal-naive control, the lag-boosting treatment, how both
+forecast from rolling origins, and the prediction intervals.
 
 Both models forecast from a window of the most recent values. The candidate is recursive:
 one gradient-boosting model predicts the next step from lags, the level and spread of the
 last season and the position in the season, then feeds its forecast back as the newest lag
-until the horizon is reached. Values enter relative to the level of the last season, so
-the trees, which cannot extrapolate, follow a trend or a level shift.
+until the horizon is reached. Values enter relative to the level of the last season and in
+units of the window's typical step-to-step change, so the trees, which cannot extrapolate,
+follow a trend or a level shift, and one model serves many series of different scales.
+
+A prediction interval is the forecast plus or minus a quantile of the backtest errors at
+the same step ahead, in the same units (split conformal prediction): it widens with the
+horizon and with the volatility of the recent window.
 """
 
 from __future__ import annotations
@@ -37,6 +42,23 @@ def _windows(series: np.ndarray, width: int, origins: np.ndarray) -> np.ndarray:
     )
 
 
+def window_unit(windows: np.ndarray) -> np.ndarray:
+    """The unit of each window: its mean absolute step-to-step change (1 for a flat window).
+    Features, targets and interval widths are measured in it."""
+    windows = np.asarray(windows, dtype=float)
+    if windows.shape[1] < 2:
+        return np.ones(len(windows))
+    unit = np.abs(np.diff(windows, axis=1)).mean(axis=1)
+    return np.where(unit > 0, unit, 1.0)
+
+
+def _series_list(series, positions) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One series or a list of them, as lists of float values and of season positions."""
+    if isinstance(series, np.ndarray) and series.ndim == 1:
+        series, positions = [series], [positions]
+    return [np.asarray(s, dtype=float) for s in series], [np.asarray(p) for p in positions]
+
+
 class SeasonalNaive(RegressorMixin, BaseEstimator):
     """The control: every step repeats the value one season earlier (season_length=1 is
     the plain naive forecast, the last value)."""
@@ -44,9 +66,9 @@ class SeasonalNaive(RegressorMixin, BaseEstimator):
     def __init__(self, season_length: int = 7) -> None:
         self.season_length = season_length
 
-    def fit(self, series: np.ndarray, positions: np.ndarray | None = None):
+    def fit(self, series, positions=None):
+        """Nothing to learn: `series` is one array or a list of them."""
         self.window_ = self.season_length
-        self.n_train_ = len(series)
         return self
 
     def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
@@ -60,8 +82,9 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
 
     Features for the next step: the last `lag_seasons * season_length` values minus the
     mean of the last season (the level), the change of that level from the season before,
-    the spread of the last season, and the next step's place in the season. Target: the
-    next value minus the level."""
+    the spread of the last season, all in units of the window's mean absolute change, and
+    the next step's place in the season. Target: the next value minus the level, in the
+    same unit. `fit` takes one series or a list of them: one global model learns from all."""
 
     def __init__(
         self,
@@ -85,26 +108,35 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
 
     def _features(
         self, windows: np.ndarray, positions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.season_length
         level = windows[:, -s:].mean(axis=1)
         previous = windows[:, -2 * s : -s].mean(axis=1)
         spread = windows[:, -s:].std(axis=1)
-        X = np.column_stack([windows - level[:, None], level - previous, spread, positions])
-        return X, level
+        unit = window_unit(windows)
+        X = np.column_stack(
+            [(windows - level[:, None]) / unit[:, None], (level - previous) / unit, spread / unit]
+        )
+        return np.column_stack([X, positions]), level, unit
 
-    def fit(self, series: np.ndarray, positions: np.ndarray):
+    def fit(self, series, positions):
         if self.lag_seasons < 2:
             raise ValueError(f"lag_seasons must be at least 2, got {self.lag_seasons}")
-        series = np.asarray(series, dtype=float)
         self.window_ = self.lag_seasons * self.season_length
-        origins = np.arange(self.window_, len(series))
-        if len(origins) < 2 * self.min_samples_leaf:
-            raise ValueError(
-                f"the training series has {len(series)} steps; the candidate needs at least "
-                f"{self.window_ + 2 * self.min_samples_leaf}"
+        X, y = [], []
+        for values, places in zip(*_series_list(series, positions), strict=True):
+            origins = np.arange(self.window_, len(values))
+            features, level, unit = self._features(
+                _windows(values, self.window_, origins), places[origins]
             )
-        X, level = self._features(_windows(series, self.window_, origins), positions[origins])
+            X.append(features)
+            y.append((values[origins] - level) / unit)
+        X, y = np.concatenate(X), np.concatenate(y)
+        if len(y) < 2 * self.min_samples_leaf:
+            raise ValueError(
+                f"{len(y)} training steps after the first {self.window_} of each series; "
+                f"the candidate needs at least {2 * self.min_samples_leaf}"
+            )
         model = HistGradientBoostingRegressor(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
@@ -115,8 +147,7 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         )
         # A series is small: OpenMP threads cost more to coordinate than they save.
         with threadpool_limits(limits=1, user_api="openmp"):
-            self.model_ = model.fit(X, series[origins] - level)
-        self.n_train_ = len(series)
+            self.model_ = model.fit(X, y)
         return self
 
     def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
@@ -125,8 +156,8 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         out = np.empty((len(current), horizon))
         with threadpool_limits(limits=1, user_api="openmp"):
             for step in range(horizon):
-                X, level = self._features(current, (positions + step) % self.season_length)
-                out[:, step] = level + self.model_.predict(X)
+                X, level, unit = self._features(current, (positions + step) % self.season_length)
+                out[:, step] = level + unit * self.model_.predict(X)
                 current = np.column_stack([current[:, 1:], out[:, step]])
         return out
 
@@ -150,3 +181,19 @@ def backtest(
     )
     actuals = np.stack([series[o : o + horizon] for o in origins])
     return forecasts, actuals
+
+
+def origin_units(series: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
+    """The unit (see `window_unit`) of the `window` values before each origin."""
+    return window_unit(_windows(np.asarray(series, dtype=float), window, origins))
+
+
+def interval_widths(errors: np.ndarray, coverage: float) -> tuple[list[float], float]:
+    """Half-widths of the prediction interval per step ahead, in window units, from
+    backtest errors in those units (one row per origin): the conformal quantile of the
+    absolute errors, ceil((n + 1) * coverage) / n. Returns them and the quantile level used,
+    which is 1 (the largest error seen) when n is too small for the coverage asked."""
+    errors = np.abs(np.asarray(errors, dtype=float))
+    n = len(errors)
+    level = min(1.0, np.ceil((n + 1) * coverage) / n)
+    return np.quantile(errors, level, axis=0, method="higher").tolist(), float(level)

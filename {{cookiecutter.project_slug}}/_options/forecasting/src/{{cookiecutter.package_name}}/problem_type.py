@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import drift
 from .contract import Metric, ProblemType, Recent, Trained
 from .errors import DataError
-from .forecasters import LagBoostingForecaster, SeasonalNaive, backtest, season_positions
+from .forecasters import LagBoostingForecaster, SeasonalNaive
 
 
 class TargetSpec(BaseModel):
@@ -49,6 +49,12 @@ class TargetSpec(BaseModel):
     horizon: int = Field(ge=1, description="How many steps ahead to forecast.")
     season_length: int = Field(ge=1, description="Steps in one season, e.g. 7 for weekly.")
     max_gap: int = Field(3, ge=0, description="Longest run of missing steps to interpolate.")
+    series_id: str | list[str] | None = Field(
+        None, description="The column, or columns, naming the series when a file holds many."
+    )
+    interval: float = Field(
+        0.9, gt=0, lt=1, description="Coverage of the prediction intervals, e.g. 0.9."
+    )
     min: float | None = None
     max: float | None = None
 
@@ -72,6 +78,13 @@ class TargetSpec(BaseModel):
             )
         return value
 
+    @field_validator("series_id")
+    @classmethod
+    def _series_columns(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError(f"{value!r}: give one column, or a list of distinct columns")
+        return value[0] if isinstance(value, list) and len(value) == 1 else value
+
     @model_validator(mode="after")
     def _parts_match_frequency(self) -> TargetSpec:
         if isinstance(self.timestamp, list) and self.part is None:
@@ -79,7 +92,26 @@ class TargetSpec(BaseModel):
                 f"timestamp {self.timestamp!r}: a year and a quarter or month column needs a "
                 f"quarterly (QE) or monthly (ME) frequency, not {self.frequency!r}"
             )
+        shared = set(self.series_columns) & {self.name, *self.timestamp_columns}
+        if shared:
+            raise ValueError(
+                f"series_id {self.series_id!r}: {', '.join(sorted(shared))} is also the value "
+                "or the timestamp column"
+            )
         return self
+
+    @property
+    def series_columns(self) -> list[str]:
+        """The raw columns that name a series: none when the file holds one series."""
+        if self.series_id is None:
+            return []
+        return [self.series_id] if isinstance(self.series_id, str) else list(self.series_id)
+
+    @property
+    def series_column(self) -> str | None:
+        """The processed series id column: the raw column, or the columns joined with "_"
+        (their values joined with "/"); None for a single series."""
+        return "_".join(self.series_columns) or None
 
     @property
     def timestamp_columns(self) -> list[str]:
@@ -144,24 +176,45 @@ def _demand() -> pd.DataFrame:
 class ForecastPoint(BaseModel):
     timestamp: str
     value: float
+    lower: float = Field(description="Lower end of the prediction interval.")
+    upper: float = Field(description="Upper end of the prediction interval.")
 
 
 class PredictResponse(BaseModel):
-    """What /v1/predict answers: one dated value per forecast step."""
+    """What /v1/predict answers: one dated value per forecast step, with its interval."""
 
     model_version: str
+    series_id: str | None = None
+    coverage: float = Field(description="The share of actual values the intervals aim to hold.")
     forecast: list[ForecastPoint]
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """Forecasts, one row per origin and one column per step ahead. `scale` is the
-    in-sample mean absolute error of the seasonal-naive forecast, MASE's yardstick;
-    `timestamps` are the times of the first origin's steps, which a response reports."""
+    """Forecasts, one row per origin and one column per step ahead.
+
+    `scale` is MASE's yardstick, the in-sample mean absolute error of the seasonal-naive
+    forecast of the series: one number, or one per origin when they come from several
+    series. `lower` and `upper` bound the prediction intervals of `coverage`; `series` is
+    the series id of each origin; `timestamps` are the times of the first origin's steps,
+    which a response reports."""
 
     values: np.ndarray
-    scale: float
+    scale: float | np.ndarray
     timestamps: tuple[str, ...] = ()
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    coverage: float | None = None
+    series: np.ndarray | None = None
+
+    def rows(self, index: np.ndarray) -> Predictions:
+        """The forecasts from the origins at `index`."""
+        pick = {
+            name: None if getattr(self, name) is None else getattr(self, name)[index]
+            for name in ("lower", "upper", "series")
+        }
+        scale = self.scale[index] if np.ndim(self.scale) else self.scale
+        return Predictions(self.values[index], scale, (), coverage=self.coverage, **pick)
 
 
 class GateMinimums(BaseModel):
@@ -170,6 +223,10 @@ class GateMinimums(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_blocks: int = Field(5, ge=2)  # blocks of `horizon` consecutive forecast origins
+
+
+def _mase(y: np.ndarray, p: Predictions) -> float:
+    return float((np.abs(y - p.values) / np.reshape(p.scale, (-1, 1))).mean())
 
 
 def _smape(y: np.ndarray, p: Predictions) -> float:
@@ -189,7 +246,7 @@ class Forecasting(ProblemType):
     candidates: ClassVar[dict[str, type]] = {"lag_gradient_boosting": LagBoostingForecaster}
     baseline_strategies = ("seasonal_naive", "naive")
     metrics: ClassVar[dict[str, Metric]] = {
-        "mase": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean() / p.scale)),
+        "mase": Metric(False, "", _mase),
         "mae": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean())),
         "rmse": Metric(False, "", lambda y, p: float(np.sqrt(((y - p.values) ** 2).mean()))),
         "smape": Metric(False, "", _smape),
@@ -267,6 +324,15 @@ class Forecasting(ProblemType):
             )
         return stamps.rename(spec.time_column).set_axis(index)
 
+    def series_ids(self, raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
+        """The series id of each raw row (see `TargetSpec.series_column`), NA where a part
+        of it is missing; whole numbers are written without a fraction (7.0 is 7)."""
+        parts = [_whole_numbers(raw[column]) for column in spec.series_columns]
+        ids = parts[0]
+        for part in parts[1:]:
+            ids = ids + "/" + part
+        return ids.rename(spec.series_column)
+
     # --- stage 3: the series and its split (series.py imports the configuration, and so
     # this module: it is imported when called) --------------------------------------------
 
@@ -338,28 +404,16 @@ class Forecasting(ProblemType):
 
     def subset(self, predictions: Predictions, index: np.ndarray) -> Predictions:
         """The forecasts from the origins at `index`, for the bootstrap."""
-        return Predictions(predictions.values[index], predictions.scale)
+        return predictions.rows(index)
 
     def held_out(self, model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec):
         """Actuals and both models' forecasts of `horizon` steps from every origin in
         `period`, each from the true history before it (rolling origins), as in service: one
-        row per origin. None if the bundle forecasts another series or a shorter horizon."""
-        meta = model_bundle.metadata
-        if meta["target"] != spec.name or meta["features"][0]["horizon"] < spec.horizon:
-            return None
-        dates, series, positions = _continuous_series(history, period, spec)
-        window = max(model_bundle.model.window_, model_bundle.baseline.window_)
-        origins = np.arange(max(len(history), window), len(series) - spec.horizon + 1)
-        if len(origins) == 0:
-            raise DataError(
-                f"{len(period)} steps after {len(history)} of history: too short for one "
-                f"{spec.horizon}-step forecast with {window} steps of history"
-            )
-        candidate, actuals = backtest(model_bundle.model, series, positions, origins, spec.horizon)
-        baseline, _ = backtest(model_bundle.baseline, series, positions, origins, spec.horizon)
-        scale, first = meta["scale"], origins[0]
-        stamps = tuple(stamp.isoformat() for stamp in dates[first : first + spec.horizon])
-        return actuals, Predictions(candidate, scale, stamps), Predictions(baseline, scale, stamps)
+        row per origin, series by series. None if the bundle forecasts another series or a
+        shorter horizon (see `series.rolling_forecasts`)."""
+        from .series import rolling_forecasts
+
+        return rolling_forecasts(model_bundle, history, period, spec)
 
     def resampling_block(self, spec: TargetSpec) -> int:
         """How many consecutive forecast origins the bootstrap draws together: a horizon's
@@ -406,14 +460,56 @@ class Forecasting(ProblemType):
         spec: TargetSpec,
         out_dir: Path,
     ) -> list[Path]:
-        """The test period with a forecast every horizon steps, and the error by step ahead."""
-        dates, series, _ = _continuous_series(history, period, spec)
-        first_test = len(series) - spec.horizon + 1 - len(y)  # the first origin
-        forecasts = {"candidate": candidate.values, "baseline": baseline.values}
+        """The test period with a forecast every horizon steps (up to four series), and the
+        error by step ahead."""
+        from .series import continuous_parts
+
+        shown = [part for part, _ in continuous_parts(history, period, spec)]
+        forecasts = {"candidate": candidate, "baseline": baseline}
         return [
-            _forecasts_figure(dates, series, first_test, forecasts, spec.horizon, out_dir),
+            _forecasts_figure(shown, forecasts, spec.horizon, out_dir),
             _error_by_step_figure(forecasts, y, out_dir),
         ]
+
+    def evaluation_tables(
+        self, y: np.ndarray, candidate: Predictions, baseline: Predictions
+    ) -> dict[str, pd.DataFrame]:
+        """The coverage of the prediction intervals by step ahead, and with several series,
+        the metrics of each."""
+        inside = (y >= candidate.lower) & (y <= candidate.upper)
+        steps = pd.DataFrame(
+            {
+                "steps ahead": [str(step) for step in range(1, y.shape[1] + 1)] + ["all"],
+                "nominal coverage": candidate.coverage,
+                "coverage": [*inside.mean(axis=0), inside.mean()],
+                "mean width": [*(candidate.upper - candidate.lower).mean(axis=0), np.nan],
+            }
+        )
+        steps.loc[steps.index[-1], "mean width"] = (candidate.upper - candidate.lower).mean()
+        tables = {f"Prediction intervals ({candidate.coverage:.0%}) on the test period": steps}
+        if candidate.series is not None:
+            tables["Metrics per series"] = pd.DataFrame(
+                [
+                    {
+                        "series": key,
+                        "origins": int(rows.sum()),
+                        **{
+                            f"{name} {model}": self.metrics[name].compute(
+                                y[rows], predictions.rows(rows)
+                            )
+                            for name in ("mase", "mae")
+                            for model, predictions in [
+                                ("candidate", candidate),
+                                ("baseline", baseline),
+                            ]
+                        },
+                        "coverage": inside[rows].mean(),
+                    }
+                    for key in dict.fromkeys(candidate.series)
+                    if (rows := candidate.series == key).any()
+                ]
+            )
+        return tables
 
     # --- stage 6: serving (series_service.py imports this module: imported when called) --
 
@@ -430,13 +526,22 @@ class Forecasting(ProblemType):
         return Predictor(model_bundle)
 
     def response(self, predictions: Predictions, version: str) -> dict:
-        """The JSON body of a forecast."""
-        values = predictions.values[0].tolist()
+        """The JSON body of a forecast: dated values with their intervals."""
+        steps = zip(
+            predictions.timestamps,
+            predictions.values[0].tolist(),
+            predictions.lower[0].tolist(),
+            predictions.upper[0].tolist(),
+            strict=True,
+        )
+        series = None if predictions.series is None else predictions.series[0]
         return {
             "model_version": version,
+            "series_id": series,
+            "coverage": predictions.coverage,
             "forecast": [
-                {"timestamp": stamp, "value": value}
-                for stamp, value in zip(predictions.timestamps, values, strict=True)
+                {"timestamp": stamp, "value": value, "lower": lower, "upper": upper}
+                for stamp, value, lower, upper in steps
             ],
         }
 
@@ -468,20 +573,6 @@ class Forecasting(ProblemType):
         return from_log(served, records, log_path)
 
 
-def _continuous_series(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
-    """Dates, values and season positions of `history` followed by `period`, which must
-    continue it step by step."""
-    frame = pd.concat([history, period], ignore_index=True)
-    dates = pd.DatetimeIndex(frame[spec.time_column])
-    if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
-        raise DataError(
-            f"the period from {period[spec.time_column].iloc[0]} does not continue the history "
-            f"that ends {history[spec.time_column].iloc[-1]} step by step"
-        )
-    positions = season_positions(dates, spec.frequency, spec.season_length)
-    return dates, frame[spec.name].to_numpy(float), positions
-
-
 def _series_rule(thresholds: dict) -> str:
     return (
         f"The level or the changes drift when the KS p-value, Bonferroni-corrected, is below "
@@ -498,21 +589,40 @@ drift.register(
 )
 
 
-def _forecasts_figure(dates, series, first_test, forecasts, horizon, out_dir: Path) -> Path:
+def _forecasts_figure(parts: list, forecasts: dict, horizon: int, out_dir: Path) -> Path:
+    """One panel for each of the first four series with forecasts: the end of its history
+    and its test period, a forecast from every horizon-th origin, the candidate's interval."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    start = max(first_test - 4 * horizon, 0)
-    ax.plot(dates[start:], series[start:], color="black", linewidth=1, label="actual")
+    ids = forecasts["candidate"].series
+    count = len(forecasts["candidate"].values)
+    rows = [np.flatnonzero(ids == p.key) if ids is not None else np.arange(count) for p in parts]
+    shown = [(part, index) for part, index in zip(parts, rows, strict=True) if len(index)][:4]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 3.2 * len(shown)), squeeze=False)
     colours = {"candidate": "tab:orange", "baseline": "tab:blue"}
-    for name, values in forecasts.items():
-        for i in range(0, len(values), horizon):
-            origin = first_test + i
-            label = name if i == 0 else None
-            ax.plot(dates[origin : origin + horizon], values[i], color=colours[name], label=label)
-    ax.axvline(dates[first_test], color="grey", linestyle="--", linewidth=1)
-    ax.set_title(f"Test period: a {horizon}-step forecast from every {horizon}th origin")
-    ax.legend()
+    for ax, (part, index) in zip(axes[:, 0], shown, strict=True):
+        first = len(part.values) - horizon + 1 - len(index)  # the first origin
+        start = max(first - 4 * horizon, 0)
+        ax.plot(part.dates[start:], part.values[start:], color="black", linewidth=1, label="actual")
+        for name, predictions in forecasts.items():
+            for i in range(0, len(index), horizon):
+                dates = part.dates[first + i : first + i + horizon]
+                row = index[i]
+                label = name if i == 0 else None
+                ax.plot(dates, predictions.values[row], color=colours[name], label=label)
+                if predictions.lower is not None:
+                    ax.fill_between(
+                        dates,
+                        predictions.lower[row],
+                        predictions.upper[row],
+                        color=colours[name],
+                        alpha=0.15,
+                        linewidth=0,
+                    )
+        ax.axvline(part.dates[first], color="grey", linestyle="--", linewidth=1)
+        name = "" if part.key is None else f"{part.key}: "
+        ax.set_title(f"{name}test period, a {horizon}-step forecast from origins {horizon} apart")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "forecasts.png", dpi=110)
     plt.close(fig)
@@ -526,10 +636,10 @@ def _error_by_step_figure(forecasts: dict, actuals: np.ndarray, out_dir: Path) -
     colours = {"candidate": "tab:orange", "baseline": "tab:blue"}
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     steps = np.arange(1, horizon + 1)
-    for name, values in forecasts.items():
+    for name, predictions in forecasts.items():
         ax.plot(
             steps,
-            np.abs(values - actuals).mean(axis=0),
+            np.abs(predictions.values - actuals).mean(axis=0),
             marker="o",
             color=colours[name],
             label=name,

@@ -30,9 +30,9 @@ from . import drift_report
 from .contract import Recent
 from .drift_report import read_data
 from .errors import DataError
-from .forecasters import backtest, season_positions
+from .forecasters import backtest
 from .problem_type import Predictions, TargetSpec
-from .series import FILLED, series_frame
+from .series import FILLED, parts, series_frame
 from .series_service import Predictor
 
 
@@ -45,6 +45,7 @@ def parse_record(line: str) -> dict:
     return {
         "time": drift_report.as_utc(datetime.fromisoformat(record["time"])),
         "model_version": record["response"]["model_version"],
+        "series_id": record["request"].get("series_id"),
         "history": history,
         "horizon": len(forecast),
         "forecast": forecast,
@@ -59,16 +60,17 @@ def _stamp(value) -> pd.Timestamp:
 def recent_values(records: list[dict], frequency: str) -> tuple[dict[str, np.ndarray], float, dict]:
     """Distinct values and step-to-step changes in the logged histories, their share of
     missing steps, and the last value seen for each timestamp (the actuals)."""
-    actuals: dict[pd.Timestamp, float] = {}
-    changes: dict[pd.Timestamp, float] = {}
+    actuals: dict[tuple, float] = {}
+    changes: dict[tuple, float] = {}
     expected = present = 0
     for record in records:
         stamps = [_stamp(t) for t in record["history"]["timestamps"]]
         series = pd.Series(record["history"]["values"], index=stamps, dtype=float)
         grid = series.reindex(pd.date_range(stamps[0], stamps[-1], freq=frequency))
         expected, present = expected + len(grid), present + int(grid.notna().sum())
-        actuals.update(series.dropna().to_dict())
-        changes.update(grid.diff().dropna().to_dict())
+        key = record["series_id"]
+        actuals.update({(key, stamp): value for stamp, value in series.dropna().items()})
+        changes.update({(key, stamp): value for stamp, value in grid.diff().dropna().items()})
     values = {
         "level": np.array(list(actuals.values())),
         "change": np.array(list(changes.values())),
@@ -82,7 +84,7 @@ def realised_errors(records: list[dict], actuals: dict) -> tuple[np.ndarray, np.
         (actuals[stamp], point["value"])
         for record in records
         for point in record["forecast"]
-        if (stamp := _stamp(point["timestamp"])) in actuals
+        if (stamp := (record["series_id"], _stamp(point["timestamp"]))) in actuals
     ]
     if not pairs:
         return np.empty((0, 1)), np.empty((0, 1))
@@ -115,47 +117,61 @@ def _recent(
 
 def from_file(served, path: Path, last: int | None) -> Recent:
     """Values, changes, gaps, forecasts and errors of a recent stretch of the series: every
-    step after the model's window is forecast from rolling origins."""
+    step after the model's window is forecast from rolling origins, series by series."""
     series = served.metadata["features"][0]
     data = read_data(path)
     target = TargetSpec(
         name=series["name"],
         timestamp=series["source_timestamp"],
+        series_id=series["series_id"],
         frequency=series["frequency"],
         horizon=series["horizon"],
         season_length=series["season_length"],
         max_gap=series["max_gap"],
     )
-    absent = [c for c in (*target.timestamp_columns, target.name) if c not in data.columns]
+    columns = (*target.timestamp_columns, *target.series_columns, target.name)
+    absent = [c for c in columns if c not in data.columns]
     if absent:
         raise DataError(f"{path}: columns missing: {', '.join(absent)}")
     data = data.tail(last) if last else data
     if data.empty:
         raise DataError(f"{path}: no rows")
     frame = series_frame(data, target)
-    values = frame[target.name].to_numpy(float)
     filled = frame[FILLED].to_numpy(bool)
-    recent = {"level": values[~filled], "change": np.diff(values)}
     window, horizon = served.model.window_, target.horizon
-    origins = np.arange(window, len(values) - horizon + 1)
-    if len(origins) == 0:
+    levels, changes, forecasts, actuals, scales = [], [], [], [], []
+    for part in parts(frame, target):
+        levels.append(part.values)
+        changes.append(np.diff(part.values))
+        origins = np.arange(window, len(part.values) - horizon + 1)
+        if len(origins):
+            forecast, actual = backtest(served.model, part.values, part.positions, origins, horizon)
+            forecasts.append(forecast)
+            actuals.append(actual)
+            scale = served.metadata["series"].get(str(part.key), served.metadata["scale"])
+            scales.append(np.full(len(origins), scale))
+    if not forecasts:
         raise DataError(
-            f"{path}: {len(values)} steps; forecasting needs at least {window + horizon} "
+            f"{path}: no series has {window + horizon} steps, enough to forecast from "
             f"({window} of history and a horizon of {horizon})"
         )
-    dates = pd.DatetimeIndex(frame[target.time_column])
-    positions = season_positions(dates, target.frequency, target.season_length)
-    forecasts, actuals = backtest(served.model, values, positions, origins, horizon)
-    predictions = Predictions(forecasts, served.metadata["scale"])
+    recent = {"level": np.concatenate(levels)[~filled], "change": np.concatenate(changes)}
+    forecast, actual = np.concatenate(forecasts), np.concatenate(actuals)
     source = {
         "kind": "file",
         "path": str(path),
         "description": f"{len(data)} rows",
         "predictions": "the current model",
     }
-    outputs = forecasts.ravel().tolist()
+    predictions = Predictions(forecast, np.concatenate(scales))
     return _recent(
-        recent, float(filled.mean()), outputs, len(forecasts), source, actuals, predictions
+        recent,
+        float(filled.mean()),
+        forecast.ravel().tolist(),
+        len(forecast),
+        source,
+        actual,
+        predictions,
     )
 
 
@@ -165,7 +181,9 @@ def _forecast_again(served, records: list[dict], log_path: Path) -> None:
     for record in records:
         history, horizon = record["history"], min(record["horizon"], longest)
         try:
-            made = predictor.forecast(history["timestamps"], history["values"], horizon)
+            made = predictor.forecast(
+                history["timestamps"], history["values"], horizon, record["series_id"]
+            )
         except ValueError as exc:
             raise DataError(
                 f"{log_path}: a history logged at {record['time']} does not fit the "

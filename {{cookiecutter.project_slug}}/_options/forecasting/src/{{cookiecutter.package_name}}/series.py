@@ -14,6 +14,7 @@ on all of it, and records the end of the series as the yardstick of drift.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,19 +29,29 @@ from .config import FeatureKind, Params, ProblemConfig
 from .contract import Trained
 from .data import SPLIT_FILE, validate, write_processed
 from .errors import ConfigError, DataError
-from .forecasters import backtest, season_positions, seasonal_scale
+from .forecasters import (
+    backtest,
+    interval_widths,
+    origin_units,
+    season_positions,
+    seasonal_scale,
+)
 from .problem_type import PROBLEM_TYPE, Predictions, TargetSpec
 
 log = logging.getLogger(__name__)
 
 FILLED = "interpolated"  # column of the processed series: True where a gap was filled
+# The fewest steps the candidate learns from in the first backtest fold (pooled over the
+# series); short series scale their folds and lags down to reach it (see `scaled_settings`).
+MIN_SAMPLES = 6
 
 
 def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
     """The one input of a forecast: the time of each value (the values are the target),
     from the timestamp column or the year and quarter or month columns."""
     spec = problem.target
-    for key, column in [("name", spec.name)] + [("timestamp", c) for c in spec.timestamp_columns]:
+    named = [("name", spec.name)] + [("timestamp", c) for c in spec.timestamp_columns]
+    for key, column in named + [("series_id", c) for c in spec.series_columns]:
         if column not in df.columns:
             raise DataError(
                 f"problem.yaml target.{key}: {column!r} is not a column of the data; "
@@ -128,63 +139,82 @@ def gap_runs(missing: np.ndarray) -> list[tuple[int, int]]:
 
 
 def series_frame(raw: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
-    """The raw rows as a regular series: timestamp, value and the interpolated mask. Rows
-    without a time are left out, with a count in the log."""
-    stamps = PROBLEM_TYPE.timestamps(raw, spec)
-    if stamps.isna().any():
-        log.warning("%d rows without a time in %s left out", stamps.isna().sum(), spec.time_column)
-    rows = pd.DataFrame({"time": stamps, "value": raw[spec.name]}).dropna(subset="time")
-    try:
-        index, values, filled = regularise(
-            rows["time"], rows["value"], spec.frequency, spec.max_gap
-        )
-    except ValueError as exc:
-        raise DataError(f"the series {spec.name!r} over {spec.time_column!r}: {exc}") from exc
-    return pd.DataFrame({spec.time_column: index, spec.name: values, FILLED: filled})
+    """The raw rows as regular series: (the series id,) timestamp, value and the
+    interpolated mask, sorted by series and time. Rows without a time or a series id are
+    left out, with a count in the log."""
+    rows = pd.DataFrame({"time": PROBLEM_TYPE.timestamps(raw, spec), "value": raw[spec.name]})
+    if spec.series_column:
+        rows["series"] = PROBLEM_TYPE.series_ids(raw, spec)
+    for column, what in [("time", "a time"), ("series", "a series id")]:
+        if column in rows and rows[column].isna().any():
+            log.warning("%d rows without %s left out", rows[column].isna().sum(), what)
+    rows = rows.dropna(subset=[c for c in ("time", "series") if c in rows])
+    groups = rows.groupby("series", sort=True) if spec.series_column else [(None, rows)]
+    frames = []
+    for key, group in groups:
+        which = f"{spec.name!r}" + (f" of {spec.series_column} {key!r}" if key is not None else "")
+        try:
+            index, values, filled = regularise(
+                group["time"], group["value"], spec.frequency, spec.max_gap
+            )
+        except ValueError as exc:
+            raise DataError(f"the series {which} over {spec.time_column!r}: {exc}") from exc
+        frame = pd.DataFrame({spec.time_column: index, spec.name: values, FILLED: filled})
+        if key is not None:
+            frame.insert(0, spec.series_column, key)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def split(series: pd.DataFrame, spec: TargetSpec, test_size: float):
-    """The last test_size share of the series is the test period; the rest trains."""
-    test_steps = round(len(series) * test_size)
+    """The last test_size share of the timestamps is the test period, for every series at
+    once (one series must not train on what another's test period knows); the rest trains."""
+    times = series[spec.time_column].drop_duplicates().sort_values()
+    test_steps = round(len(times) * test_size)
     if test_steps < spec.horizon:
         raise DataError(
             f"the test period has {test_steps} steps, fewer than the horizon {spec.horizon}: "
             "collect a longer series or raise split.test_size in params.yaml"
         )
-    train, test = series.iloc[:-test_steps], series.iloc[-test_steps:]
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    in_test = series[spec.time_column] >= times.iloc[-test_steps]
+    return series[~in_test].reset_index(drop=True), series[in_test].reset_index(drop=True)
 
 
 def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path) -> dict:
-    """Validate the raw rows, make them a regular series and split it by time."""
+    """Validate the raw rows, make them regular series and split them by time."""
     features = resolve_features(raw, problem)
     validate(raw, problem, params, features)
     spec = problem.target
     series = series_frame(raw, spec)
     filled = int(series[FILLED].sum())
+    count = series[spec.series_column].nunique() if spec.series_column else 1
     log.info(
-        "series: %d rows in, %d regular %s steps from %s to %s, %d missing steps interpolated",
+        "series: %d rows in, %d series of %d regular %s steps from %s to %s, "
+        "%d missing steps interpolated",
         len(raw),
+        count,
         len(series),
         spec.frequency,
-        series[spec.time_column].iloc[0],
-        series[spec.time_column].iloc[-1],
+        series[spec.time_column].min(),
+        series[spec.time_column].max(),
         filled,
     )
     train, test = split(series, spec, params.split.test_size)
+    kept = (*spec.timestamp_columns, *spec.series_columns, spec.name)
     dropped = {
-        name: "a forecast reads only the timestamp and the target"
+        name: "a forecast reads only the series id, the timestamp and the target"
         for name in raw.columns
-        if name not in (*spec.timestamp_columns, spec.name)
+        if name not in kept
     }
     write_processed(processed_dir, train, test, features, spec.name, dropped)
     write_json(
         processed_dir / SPLIT_FILE,
         {
             "source": problem.source.model_dump(mode="json"),
+            "series": count,
             "train_steps": len(train),
             "test_steps": len(test),
-            "test_from": str(test[spec.time_column].iloc[0]),
+            "test_from": str(test[spec.time_column].min()),
             "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
@@ -192,9 +222,10 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
         "time split: %d training steps, test period of %d steps from %s",
         len(train),
         len(test),
-        test[spec.time_column].iloc[0],
+        test[spec.time_column].min(),
     )
     return {
+        "series": count,
         "steps": len(series),
         "interpolated": filled,
         "train_rows": len(train),
@@ -213,33 +244,120 @@ def check_disjoint(train: pd.DataFrame, test: pd.DataFrame, stamp: str, processe
         )
 
 
-def as_series(frame: pd.DataFrame, spec: TargetSpec):
-    """Timestamps, values and season positions of a processed series."""
-    dates = pd.DatetimeIndex(frame[spec.time_column])
-    positions = season_positions(dates, spec.frequency, spec.season_length)
-    return dates, frame[spec.name].to_numpy(float), positions
+@dataclass(frozen=True)
+class Part:
+    """One series of a processed frame: its id (None when the file holds one series),
+    timestamps, values and season positions."""
+
+    key: str | None
+    dates: pd.DatetimeIndex
+    values: np.ndarray
+    positions: np.ndarray
 
 
-def cross_validate(model, series, positions, spec: TargetSpec, metric: str, params: Params) -> dict:
+def parts(frame: pd.DataFrame, spec: TargetSpec) -> list[Part]:
+    """The series of a processed frame, by id."""
+    groups = frame.groupby(spec.series_column, sort=True) if spec.series_column else [(None, frame)]
+    result = []
+    for key, group in groups:
+        dates = pd.DatetimeIndex(group[spec.time_column])
+        positions = season_positions(dates, spec.frequency, spec.season_length)
+        result.append(Part(key, dates, group[spec.name].to_numpy(float), positions))
+    return result
+
+
+def continuous_parts(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSpec):
+    """Each series of `period` after its `history` as (Part, steps of history); the period
+    must continue the history step by step."""
+    before = {part.key: part for part in parts(history, spec)} if len(history) else {}
+    result = []
+    for part in parts(period, spec):
+        known = before.get(part.key)
+        if known is not None:
+            dates = known.dates.append(part.dates)
+            if not pd.date_range(dates[0], periods=len(dates), freq=spec.frequency).equals(dates):
+                raise DataError(
+                    f"the period from {part.dates[0]} does not continue the history that "
+                    f"ends {known.dates[-1]} step by step"
+                    + (f" (series {part.key!r})" if part.key is not None else "")
+                )
+            positions = np.concatenate([known.positions, part.positions])
+            part = Part(part.key, dates, np.concatenate([known.values, part.values]), positions)
+        result.append((part, 0 if known is None else len(known.values)))
+    return result
+
+
+def scaled_settings(lengths: list[int], spec: TargetSpec, folds: int, candidate) -> dict:
+    """Backtest folds, lag seasons and leaf size that series this short can support.
+
+    The first backtest fold trains on each series up to `folds` blocks of 2 x horizon
+    steps before its end, and the candidate learns from every step after its window of
+    `lag_seasons` seasons: together at least MIN_SAMPLES steps. Folds shrink to 2, then lag
+    seasons to 2, then folds to 1; the leaf size to a fifth of the samples. Below that,
+    one line names the settings to change."""
+    block, season = 2 * spec.horizon, spec.season_length
+
+    def samples(f: int, lags: int) -> int:
+        return sum(max(0, n - f * block - lags * season) for n in lengths)
+
+    settings = {"cv.folds": folds, "lag_seasons": candidate.lag_seasons}
+    for key, floor in [("cv.folds", 2), ("lag_seasons", 2), ("cv.folds", 1)]:
+        while samples(settings["cv.folds"], settings["lag_seasons"]) < MIN_SAMPLES and (
+            settings[key] > floor
+        ):
+            settings[key] -= 1
+    pooled = samples(settings["cv.folds"], settings["lag_seasons"])
+    if pooled < MIN_SAMPLES:
+        needed = block + 2 * season + MIN_SAMPLES
+        raise DataError(
+            f"the training part is too short: its longest series has {max(lengths)} steps, "
+            f"and even 1 backtest fold of 2 x {spec.horizon} steps and 2 lag seasons of "
+            f"{spec.season_length} need {needed} (with {MIN_SAMPLES} to learn from): lower "
+            "target.horizon or target.season_length in problem.yaml, lower split.test_size "
+            "in params.yaml, or collect a longer series"
+        )
+    settings["min_samples_leaf"] = min(candidate.min_samples_leaf, max(1, pooled // 5))
+    return settings
+
+
+def cross_validate(
+    model, series: list[Part], spec: TargetSpec, metric: str, folds: int
+) -> tuple[dict, np.ndarray]:
     """Rolling-origin backtest: each fold fits on everything before its block of
-    2 x horizon steps and forecasts the horizon from every origin in the block."""
-    block, horizon = 2 * spec.horizon, spec.horizon
+    2 x horizon steps (the same dates for every series) and forecasts the horizon from
+    every origin in the block. Returns the scores and the errors of every forecast, in
+    units of its window (rows: origins; columns: steps ahead), for the intervals."""
+    horizon = spec.horizon
+    times = np.unique(np.concatenate([part.dates.asi8 for part in series]))
     compute = PROBLEM_TYPE.metrics[metric].compute
-    scores = []
-    for fold in range(params.cv.folds, 0, -1):
-        start = len(series) - fold * block
-        fitted = clone(model).fit(series[:start], positions[:start])
-        origins = np.arange(start, start + block - horizon + 1)
-        forecasts, actuals = backtest(fitted, series, positions, origins, horizon)
-        scale = seasonal_scale(series[:start], spec.season_length)
-        scores.append(compute(actuals, Predictions(forecasts, scale)))
-        log.info("backtest fold %d/%d: %s = %.4f", len(scores), params.cv.folds, metric, scores[-1])
-    return {
-        "metric": metric,
-        "folds": scores,
-        "mean": float(np.mean(scores)),
-        "std": float(np.std(scores)),
-    }
+    scores, errors = [], []
+    for fold in range(folds, 0, -1):
+        cutoff = times[len(times) - fold * 2 * horizon]
+        starts = [int(np.searchsorted(part.dates.asi8, cutoff)) for part in series]
+        fitted = clone(model).fit(
+            [part.values[:start] for part, start in zip(series, starts, strict=True)],
+            [part.positions[:start] for part, start in zip(series, starts, strict=True)],
+        )
+        forecasts, actuals, scales, units = [], [], [], []
+        for part, start in zip(series, starts, strict=True):
+            first = max(start, fitted.window_)
+            origins = np.arange(first, min(start + horizon + 1, len(part.values) - horizon + 1))
+            if len(origins) == 0:
+                continue
+            forecast, actual = backtest(fitted, part.values, part.positions, origins, horizon)
+            forecasts.append(forecast)
+            actuals.append(actual)
+            scale = seasonal_scale(part.values[:start], spec.season_length)
+            scales.append(np.full(len(origins), scale))
+            units.append(origin_units(part.values, origins, fitted.window_))
+        if not forecasts:
+            continue  # every series ended before this fold
+        forecast, actual = np.concatenate(forecasts), np.concatenate(actuals)
+        scores.append(compute(actual, Predictions(forecast, np.concatenate(scales))))
+        errors.append((actual - forecast) / np.concatenate(units)[:, None])
+        log.info("backtest fold %d/%d: %s = %.4f", len(scores), folds, metric, scores[-1])
+    cv = {"metric": metric, "folds": scores, "mean": float(np.mean(scores))}
+    return cv | {"std": float(np.std(scores))}, np.concatenate(errors)
 
 
 def _series_reference(values: np.ndarray, missing: float) -> dict:
@@ -251,81 +369,167 @@ def _series_reference(values: np.ndarray, missing: float) -> dict:
 def reference_statistics(model, train: pd.DataFrame, spec: TargetSpec, steps: int) -> dict:
     """The end of the training series, the yardstick for drift: the level of its values,
     their step-to-step change, the share of interpolated steps, and the forecasts the
-    candidate makes from origins in it."""
-    _, series, positions = as_series(train, spec)
-    steps = min(max(steps, 4 * spec.season_length), len(series) - model.window_)
-    recent = series[-steps:]
-    missing = float(train[FILLED].to_numpy()[-steps:].mean())
-    origins = np.arange(len(series) - steps, len(series) - spec.horizon + 1)
-    forecasts, _ = backtest(model, series, positions, origins, spec.horizon)
-    scale = seasonal_scale(series, spec.season_length)
+    candidate makes from origins in it (the last `steps` steps of each series)."""
+    levels, changes, missing, forecasts, scales = [], [], [], [], []
+    filled = train[FILLED].to_numpy(bool)
+    end = 0
+    for part in parts(train, spec):
+        end += len(part.values)
+        count = min(max(steps, 4 * spec.season_length), len(part.values) - model.window_)
+        if count <= spec.horizon:
+            continue  # too short to forecast from: the other series make the reference
+        recent = part.values[-count:]
+        levels.append(recent)
+        changes.append(np.diff(recent))
+        missing.append(filled[end - count : end])
+        origins = np.arange(len(part.values) - count, len(part.values) - spec.horizon + 1)
+        forecasts.append(backtest(model, part.values, part.positions, origins, spec.horizon)[0])
+        scales.append(seasonal_scale(part.values, spec.season_length))
+    if not levels:
+        raise DataError(
+            f"no series has {model.window_ + spec.horizon + 1} training steps, enough to "
+            "forecast from for the drift reference: collect longer series"
+        )
+    rate = float(np.concatenate(missing).mean())
     features = {
-        "level": _series_reference(recent, missing),
-        "change": _series_reference(np.diff(recent), missing),
+        "level": _series_reference(np.concatenate(levels), rate),
+        "change": _series_reference(np.concatenate(changes), rate),
     }
-    predictions = PROBLEM_TYPE.prediction_reference(Predictions(forecasts, scale))
-    return drift.build_reference(steps, features, predictions)
+    reference = Predictions(np.concatenate(forecasts), float(np.mean(scales)))
+    predictions = PROBLEM_TYPE.prediction_reference(reference)
+    return drift.build_reference(sum(map(len, levels)), features, predictions)
 
 
 def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[dict]:
     """The contract the API serves: the series, its frequency, the longest horizon, the
-    shortest history, and an example request taken from the end of the training part."""
-    example = train.iloc[-window:]
+    shortest history, and an example request taken from the end of the first series."""
+    first = parts(train, spec)[0]
     values = train[spec.name]
+    example = {
+        "timestamps": [stamp.isoformat() for stamp in first.dates[-window:]],
+        "values": np.round(first.values[-window:], 4).tolist(),
+    }
     return [
         {
             "name": spec.name,
             "kind": "series",
             "timestamp": spec.time_column,
             "source_timestamp": spec.timestamp,
+            "series_id": spec.series_id,
             "frequency": spec.frequency,
             "horizon": spec.horizon,
             "season_length": spec.season_length,
             "max_gap": spec.max_gap,
+            "interval": spec.interval,
             "min_history": window,
             "min": float(values.min()),
             "max": float(values.max()),
-            "first": train[spec.time_column].iloc[0].isoformat(),
-            "last": train[spec.time_column].iloc[-1].isoformat(),
-            "example": {
-                "timestamps": [stamp.isoformat() for stamp in example[spec.time_column]],
-                "values": example[spec.name].round(4).tolist(),
-            },
+            "first": train[spec.time_column].min().isoformat(),
+            "last": train[spec.time_column].max().isoformat(),
+            "example": ({"series_id": first.key} if first.key is not None else {})
+            | {"history": example},
         }
     ]
 
 
 def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Params) -> Trained:
     """Backtest the candidate on the training part, then fit it and the baseline on all of
-    it; the drift reference covers as many recent steps as the test period."""
+    it; a short series gets fewer folds, lags and a smaller leaf size (logged and recorded).
+    The backtest errors make the prediction intervals; the drift reference covers as many
+    recent steps as the test period."""
     spec = problem.target
-    _, series, positions = as_series(train, spec)
-    log.info("training %s on %d steps of %r", params.model.name, len(series), spec.name)
+    series = parts(train, spec)
+    log.info(
+        "training %s on %d steps of %r in %d series",
+        params.model.name,
+        len(train),
+        spec.name,
+        len(series),
+    )
     try:
         candidate = PROBLEM_TYPE.make_candidate(
             params.model.name, params.model.params, params.split.seed, spec
         )
     except ValueError as exc:
         raise ConfigError(f"params.yaml model.params: {exc}") from exc
-    needed = 2 * spec.horizon * params.cv.folds + candidate.lag_seasons * spec.season_length
-    if len(series) < needed + 2 * candidate.min_samples_leaf:
-        raise DataError(
-            f"the training part has {len(series)} steps; backtesting {params.cv.folds} folds "
-            f"needs at least {needed + 2 * candidate.min_samples_leaf}"
+    lengths = [len(part.values) for part in series]
+    settings = scaled_settings(lengths, spec, params.cv.folds, candidate)
+    configured = {"cv.folds": params.cv.folds, **candidate.get_params()}
+    scaled = {key: value for key, value in settings.items() if configured[key] != value}
+    if scaled:
+        log.warning(
+            "short series (longest %d training steps): %s",
+            max(lengths),
+            ", ".join(f"{key} {configured[key]} -> {value}" for key, value in scaled.items()),
         )
-    cv = cross_validate(candidate, series, positions, spec, problem.metric, params)
+    candidate.set_params(**{k: v for k, v in settings.items() if k != "cv.folds"})
+    cv, errors = cross_validate(candidate, series, spec, problem.metric, settings["cv.folds"])
     log.info("backtest %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
+    widths, level = interval_widths(errors, spec.interval)
+    values, positions = [p.values for p in series], [p.positions for p in series]
     try:
-        candidate.fit(series, positions)
+        candidate.fit(values, positions)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     baseline = PROBLEM_TYPE.make_baseline(params.baseline.strategy, params.split.seed, spec)
-    baseline.fit(series, positions)
+    baseline.fit(values, positions)
+    scales = {part.key: seasonal_scale(part.values, spec.season_length) for part in series}
+    interval = {"coverage": spec.interval, "level": level, "errors": len(errors)}
     return Trained(
         model=candidate,
         baseline=baseline,
         cv=cv,
         schema=series_schema(train, spec, max(candidate.window_, baseline.window_)),
         reference=reference_statistics(candidate, train, spec, test_steps),
-        facts={"scale": seasonal_scale(series, spec.season_length)},
+        facts={
+            "scale": float(np.mean(list(scales.values()))),
+            "series": {str(key): scale for key, scale in scales.items() if key is not None},
+            "interval": interval | {"widths": widths},
+            "scaled": scaled,
+        },
+    )
+
+
+def rolling_forecasts(model_bundle, history: pd.DataFrame, period: pd.DataFrame, spec):
+    """Actuals and both models' forecasts of `horizon` steps from every origin in
+    `period`, each from the true history before it, series by series; the candidate's with
+    prediction intervals. None if the bundle forecasts another series or a shorter horizon."""
+    meta = model_bundle.metadata
+    schema = meta["features"][0]
+    if (meta["target"], schema["series_id"]) != (spec.name, spec.series_id) or (
+        schema["horizon"] < spec.horizon
+    ):
+        return None
+    model, baseline, horizon = model_bundle.model, model_bundle.baseline, spec.horizon
+    window = max(model.window_, baseline.window_)
+    rows: dict[str, list] = {name: [] for name in ("y", "candidate", "baseline", "scale", "unit")}
+    keys, stamps = [], ()
+    for part, known in continuous_parts(history, period, spec):
+        origins = np.arange(max(known, window), len(part.values) - horizon + 1)
+        if len(origins) == 0:
+            continue
+        candidate, actuals = backtest(model, part.values, part.positions, origins, horizon)
+        rows["y"].append(actuals)
+        rows["candidate"].append(candidate)
+        rows["baseline"].append(
+            backtest(baseline, part.values, part.positions, origins, horizon)[0]
+        )
+        scale = meta["series"].get(str(part.key), meta["scale"])
+        rows["scale"].append(np.full(len(origins), scale))
+        rows["unit"].append(origin_units(part.values, origins, model.window_))
+        keys += [part.key] * len(origins)
+        stamps = stamps or tuple(s.isoformat() for s in part.dates[origins[0] :][:horizon])
+    if not keys:
+        raise DataError(
+            f"{len(period)} steps after {len(history)} of history: too short for one "
+            f"{horizon}-step forecast with {window} steps of history"
+        )
+    y, candidate, baseline_values, scale, unit = (np.concatenate(rows[n]) for n in rows)
+    half = np.asarray(meta["interval"]["widths"][:horizon]) * unit[:, None]
+    series = np.array(keys, dtype=object) if spec.series_column else None
+    coverage = meta["interval"]["coverage"]
+    return (
+        y,
+        Predictions(candidate, scale, stamps, candidate - half, candidate + half, coverage, series),
+        Predictions(baseline_values, scale, stamps, series=series),
     )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from . import drift
 from .bundle import Bundle
-from .forecasters import season_positions
+from .forecasters import season_positions, window_unit
 from .problem_type import Predictions
 from .series import regularise
 
@@ -91,7 +91,7 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
         "PredictRequest",
         __config__=ConfigDict(
             extra="forbid",
-            json_schema_extra={"examples": [{"history": series["example"], "horizon": horizon}]},
+            json_schema_extra={"examples": [series["example"] | {"horizon": horizon}]},
         ),
         __doc__=(
             f"Forecast up to {horizon} steps ({frequency}) of {series['name']!r} after the "
@@ -99,12 +99,32 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
             f"up to {series['max_gap']} missing steps are interpolated."
         ),
         __validators__={"enough_history": model_validator(mode="after")(_enough_history)},
+        **_series_field(series),
         history=(History, Field(description=f"at least {window} recent steps of the series")),
         horizon=(
             int,
             Field(horizon, ge=1, le=horizon, description=f"steps to forecast, 1 to {horizon}"),
         ),
     )
+
+
+def _series_field(series: dict) -> dict:
+    """The series id field of a request, when the model learnt from several series."""
+    if series["series_id"] is None:
+        return {}
+    columns = (
+        series["series_id"] if isinstance(series["series_id"], list) else [series["series_id"]]
+    )
+    return {
+        "series_id": (
+            str,
+            Field(
+                min_length=1,
+                max_length=200,
+                description=f"the series the history belongs to: its {' / '.join(columns)}",
+            ),
+        )
+    }
 
 
 class Predictor:
@@ -116,19 +136,32 @@ class Predictor:
         self.series = model_bundle.metadata["features"][0]
         self.model = model_bundle.model
         self.scale = model_bundle.metadata["scale"]
+        self.scales = model_bundle.metadata["series"]
+        self.interval = model_bundle.metadata["interval"]
         self.prediction_reference = drift.prediction_reference(model_bundle.reference)
         self.fast = None  # the recursive forecast has no ONNX export; scikit-learn serves it
 
-    def forecast(self, timestamps, values, horizon: int) -> Predictions:
-        """The next `horizon` steps after a history, with their timestamps."""
+    def forecast(self, timestamps, values, horizon: int, series_id: str | None = None):
+        """The next `horizon` steps after a history, with their timestamps and intervals."""
         series = self.series
         index, filled, _ = regularise(timestamps, values, series["frequency"], series["max_gap"])
         future = pd.date_range(index[-1], periods=horizon + 1, freq=series["frequency"])[1:]
         positions = season_positions(future[:1], series["frequency"], series["season_length"])
-        forecast = self.model.forecast(filled[None, -self.model.window_ :], positions, horizon)
-        stamps = tuple(stamp.isoformat() for stamp in future)
-        return Predictions(np.asarray(forecast, dtype=float), self.scale, stamps)
+        window = filled[None, -self.model.window_ :]
+        forecast = np.asarray(self.model.forecast(window, positions, horizon), dtype=float)
+        half = np.asarray(self.interval["widths"][:horizon]) * window_unit(window)[:, None]
+        return Predictions(
+            forecast,
+            self.scales.get(series_id, self.scale),
+            tuple(stamp.isoformat() for stamp in future),
+            forecast - half,
+            forecast + half,
+            self.interval["coverage"],
+            None if series_id is None else np.array([series_id], dtype=object),
+        )
 
     def predict_request(self, body: BaseModel) -> Predictions:
         """Forecasts for a validated request body (see `request_model`)."""
-        return self.forecast(body.history.timestamps, body.history.values, body.horizon)
+        history = body.history
+        series_id = getattr(body, "series_id", None)
+        return self.forecast(history.timestamps, history.values, body.horizon, series_id)
