@@ -74,9 +74,9 @@ def test_metrics_match_their_definitions():
 
 
 def test_the_response_dates_every_step_with_its_interval():
-    values = np.array([[1.5, 2.5]])
+    values, half = np.array([[1.5, 2.5]]), np.array([0.5, 1.0])
     predictions = Predictions(
-        values, 1.0, ("2024-01-01", "2024-01-02"), values - [0.5, 1], values + [0.5, 1], 0.8
+        values, 1.0, ("2024-01-01", "2024-01-02"), values - half, values + half, 0.8
     )
     assert PROBLEM_TYPE.response(predictions, "v1") == {
         "model_version": "v1",
