@@ -578,7 +578,8 @@ def _forecasts_figure(dates, series, first_test, forecasts, horizon, out_dir: Pa
             label = name if i == 0 else None
             ax.plot(dates[origin : origin + horizon], values[i], color=colours[name], label=label)
     ax.axvline(dates[first_test], color="grey", linestyle="--", linewidth=1)
-    ax.set_title(f"Test period: a {horizon}-step forecast from every {horizon}th origin")
+    every = "every origin" if horizon == 1 else f"origins {horizon} steps apart"
+    ax.set_title(f"Test period: {horizon}-step forecasts from {every}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "forecasts.png", dpi=110)
