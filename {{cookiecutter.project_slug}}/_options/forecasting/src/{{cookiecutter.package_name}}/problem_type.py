@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import (
     BMonthBegin,
@@ -175,9 +176,10 @@ def parse_timestamps(
     Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03) are periods:
     each lands on the first step of the frequency grid inside it, e.g. 1959-03-31 for 1959Q1
     at frequency QE and 1959-01-01 at QS. Other values are read with `timestamp_format`
-    when it is given; else as ISO 8601, and what is not ISO in the one format pandas infers
-    from the first such value (month first when that value is ambiguous: 01/02/2000 is 2
-    January), which must hold a four-digit year. Times with a UTC offset are in UTC, without
+    when it is given; else as ISO 8601, and what is not ISO (and holds a four-digit year) in
+    one format: of those pandas guesses for the first 100 distinct such values, the one
+    that reads most of them; on a tie the most guessed, which is month first where values
+    are ambiguous (01/02/2000 is 2 January). Times with a UTC offset are in UTC, without
     the offset."""
     is_datetime = pd.api.types.is_datetime64_any_dtype(written)
     text = written.astype("string") if is_datetime else _whole_numbers(written)
@@ -194,8 +196,13 @@ def parse_timestamps(
     rest = dates.notna() & stamps.isna() & dates.str.contains(r"\d{4}").fillna(False)
     if exact is None and rest.any():
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # on the inferred format: see above
-            stamps[rest] = pd.to_datetime(dates[rest], errors="coerce", utc=True)
+            warnings.simplefilter("ignore", UserWarning)  # pandas warns of a day-first guess
+            guesses = Counter(guess_datetime_format(value) for value in dates[rest].unique()[:100])
+            reads = [
+                pd.to_datetime(dates[rest], format=guess, errors="coerce", utc=True)
+                for guess, _ in guesses.most_common()  # a guess of None reads each date alone
+            ]
+        stamps[rest] = max(reads, key=lambda read: read.notna().sum())
     return stamps.dt.tz_localize(None).mask(is_period, text[is_period].map(grid))
 
 
