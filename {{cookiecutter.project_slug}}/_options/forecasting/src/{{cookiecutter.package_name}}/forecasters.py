@@ -18,21 +18,66 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import Tick
+from pandas.tseries.offsets import (
+    BMonthBegin,
+    BMonthEnd,
+    BQuarterBegin,
+    BQuarterEnd,
+    BusinessDay,
+    BYearBegin,
+    BYearEnd,
+    CBMonthBegin,
+    CBMonthEnd,
+    Day,
+    MonthBegin,
+    MonthEnd,
+    QuarterBegin,
+    QuarterEnd,
+    Tick,
+    Week,
+    YearBegin,
+    YearEnd,
+)
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
+EPOCH = pd.Timestamp(0)  # the fixed anchor grid steps are counted from: 1970-01-01, a Thursday
+
+# Offsets with one step per month, quarter or year, by their length in months.
+MONTHS_PER_STEP = {
+    **dict.fromkeys([MonthBegin, MonthEnd, BMonthBegin, BMonthEnd, CBMonthBegin, CBMonthEnd], 1),
+    **dict.fromkeys([QuarterBegin, QuarterEnd, BQuarterBegin, BQuarterEnd], 3),
+    **dict.fromkeys([YearBegin, YearEnd, BYearBegin, BYearEnd], 12),
+}
+
 
 def season_positions(timestamps: pd.DatetimeIndex, frequency: str, season_length: int):
     """Each timestamp's place in the season (0 to season_length - 1), the same for any
-    stretch of the series: steps since the Unix epoch, modulo the season length."""
-    offset = to_offset(frequency)
-    if isinstance(offset, Tick):
-        steps = (timestamps - pd.Timestamp(0)) // pd.Timedelta(offset)
-    else:
-        steps = timestamps.to_period(offset).asi8
-    return np.asarray(steps, dtype=np.int64) % season_length
+    stretch of the series: grid steps since the Unix epoch, modulo the season length. A
+    step of a monthly, quarterly or yearly frequency counts calendar months, so month or
+    quarter 1 of a year has position 0 at a season of 12 or 4 steps."""
+    return grid_steps(timestamps, to_offset(frequency)) % season_length
+
+
+def grid_steps(timestamps: pd.DatetimeIndex, offset) -> np.ndarray:
+    """How many steps of `offset` each timestamp on its grid is after the epoch (negative
+    before it): consecutive grid timestamps get consecutive numbers. A multiple (15min,
+    2MS) counts single steps and divides, which keeps any grid of it consecutive."""
+    step, months = offset.base, MONTHS_PER_STEP.get(type(offset.base))
+    if isinstance(step, Tick | Day):
+        single = (timestamps - EPOCH) // pd.Timedelta(step)
+    elif months:
+        single = (timestamps.year * 12 + timestamps.month - 1) // months
+    elif isinstance(step, Week):
+        single = (timestamps - EPOCH).days // 7
+    elif type(step) is BusinessDay:
+        days = timestamps.normalize().to_numpy("datetime64[D]")
+        single = np.busday_count(EPOCH.to_datetime64().astype("datetime64[D]"), days)
+    else:  # semi-monthly, custom business days, ...: count the steps on the grid itself
+        grid = pd.date_range(min(timestamps.min(), EPOCH), max(timestamps.max(), EPOCH), freq=step)
+        single = grid.searchsorted(timestamps, "right") - grid.searchsorted(EPOCH, "right")
+    return np.asarray(single, dtype=np.int64) // offset.n
 
 
 def _windows(series: np.ndarray, width: int, origins: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ it by time; stage 4 backtests the candidate on rolling origins (see series.py).
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import (
     BMonthBegin,
@@ -34,6 +36,30 @@ from .contract import Metric, ProblemType, Recent, Trained
 from .errors import DataError
 from .forecasters import LagBoostingForecaster, SeasonalNaive
 
+# Frequency aliases pandas 3 no longer reads, and what to write instead.
+RENAMED = {
+    "M": "ME",
+    "Q": "QE",
+    "Y": "YE",
+    "A": "YE",
+    "AS": "YS",
+    "BM": "BME",
+    "BQ": "BQE",
+    "BY": "BYE",
+    "BA": "BYE",
+    "BAS": "BYS",
+    "SM": "SME",
+    "CBM": "CBME",
+    "H": "h",
+    "BH": "bh",
+    "CBH": "cbh",
+    "T": "min",
+    "S": "s",
+    "L": "ms",
+    "U": "us",
+    "N": "ns",
+}
+
 
 class TargetSpec(BaseModel):
     """The `target` section of configs/problem.yaml: the series and what to forecast."""
@@ -44,6 +70,9 @@ class TargetSpec(BaseModel):
     timestamp: str | list[str] = Field(
         description="The column with each value's time, or a year column and a quarter or "
         "month column."
+    )
+    timestamp_format: str | None = Field(
+        None, description="strftime format of the timestamp column, e.g. %d/%m/%Y."
     )
     frequency: str = Field(description="pandas frequency of the series: D, h, W, 15min…")
     horizon: int = Field(ge=1, description="How many steps ahead to forecast.")
@@ -61,10 +90,25 @@ class TargetSpec(BaseModel):
     @field_validator("frequency")
     @classmethod
     def _known_frequency(cls, value: str) -> str:
+        multiple, alias, anchor = re.fullmatch(r"(\d*)([A-Za-z]*)(.*)", value).groups()
+        if alias in RENAMED:
+            raise ValueError(
+                f"{value!r} is an alias pandas 3 no longer reads: write "
+                f"{multiple}{RENAMED[alias]}{anchor}"
+            )
         try:
             to_offset(value)
         except ValueError as exc:
-            raise ValueError(f"unknown frequency {value!r}; e.g. D, h, W or 15min") from exc
+            raise ValueError(f"unknown frequency {value!r}; e.g. D, h, W-MON, MS or 15min") from exc
+        return value
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _known_directives(cls, value: str | None) -> str | None:
+        try:
+            pd.to_datetime(pd.Series([], dtype="string"), format=value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}; e.g. %d/%m/%Y or %b %d %Y") from exc
         return value
 
     @field_validator("timestamp")
@@ -154,6 +198,55 @@ def _year_and_part(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
     last, joint, width = (4, "Q", 1) if spec.part == "quarter" else (12, "-", 2)
     valid = pd.to_numeric(part, errors="coerce").between(1, last) & year.str.fullmatch(r"\d{4}")
     return (year + joint + part.str.zfill(width)).where(valid.fillna(False), year + " " + part)
+
+
+def parse_timestamps(
+    written: pd.Series, frequency: str, timestamp_format: str | None = None
+) -> pd.Series:
+    """Times as training and the API read them, NaT where a value is none of these forms.
+
+    Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03) are periods:
+    each lands on the first step of the frequency grid inside it, e.g. 1959-03-31 for 1959Q1
+    at frequency QE and 1959-01-01 at QS. Other values are read with `timestamp_format`
+    when it is given; else as ISO 8601, and what is not ISO (and holds a four-digit year) in
+    one format: of those pandas guesses for the first 100 distinct such values, the one
+    that reads most of them; on a tie the most guessed, which is month first where values
+    are ambiguous (01/02/2000 is 2 January). Times with a UTC offset are in UTC, without
+    the offset."""
+    is_datetime = pd.api.types.is_datetime64_any_dtype(written)
+    text = written.astype("string") if is_datetime else _whole_numbers(written)
+    is_period = text.str.fullmatch(PERIOD).fillna(False).astype(bool)
+    offset = to_offset(frequency)
+    grid = {
+        value: offset.rollforward(pd.Period(value.split(".")[0]).start_time)
+        for value in text[is_period].unique()
+    }
+    fraction = text.str.fullmatch(r"-?\d*\.\d*").fillna(False).astype(bool)  # 1700.5 is no date
+    dates = text.mask(is_period | fraction)
+    exact = None if is_datetime else timestamp_format
+    stamps = pd.to_datetime(dates, format=exact or "ISO8601", errors="coerce", utc=True)
+    rest = dates.notna() & stamps.isna() & dates.str.contains(r"\d{4}").fillna(False)
+    if exact is None and rest.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pandas warns of a day-first guess
+            guesses = Counter(guess_datetime_format(value) for value in dates[rest].unique()[:100])
+            reads = [
+                pd.to_datetime(dates[rest], format=guess, errors="coerce", utc=True)
+                for guess, _ in guesses.most_common()  # a guess of None reads each date alone
+            ]
+        stamps[rest] = max(reads, key=lambda read: read.notna().sum())
+    return stamps.dt.tz_localize(None).mask(is_period, text[is_period].map(grid))
+
+
+def _unreadable(timestamp_format: str | None) -> str:
+    """What a value `parse_timestamps` cannot read is not, and what to do about it."""
+    periods = "a year, a quarter (1959Q1) or a month (2001-03)"
+    if timestamp_format:
+        return f"not in the format target.timestamp_format {timestamp_format!r}, nor {periods}"
+    return (
+        f"not an ISO 8601 date or time, a date in the format pandas infers from the column, "
+        f"{periods}: set target.timestamp_format in configs/problem.yaml, e.g. '%d/%m/%Y'"
+    )
 
 
 def _demand() -> pd.DataFrame:
@@ -289,38 +382,19 @@ class Forecasting(ProblemType):
         return pa.Column(float, coerce=True, nullable=True, checks=checks)
 
     def timestamps(self, raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
-        """The time of each raw row, named `spec.time_column`, NaT where none is given.
-
-        ISO 8601 dates and times are read as written (in UTC, without the offset, when they
-        carry one). Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03),
-        or a year column with a quarter or month column, are periods: each lands on the first
-        step of the frequency grid inside it, e.g. 1959-03-31 for 1959Q1 at frequency QE.
-        Raises DataError naming the column(s) and examples of values that are none of these."""
+        """The time of each raw row, named `spec.time_column`, NaT where none is given (see
+        `parse_timestamps`). Raises DataError naming the column(s) and examples of values
+        that are no time."""
         columns, index = spec.timestamp_columns, raw.index
         raw = raw[columns].reset_index(drop=True)  # aligned by position, whatever the index
-        if len(columns) == 2:
-            text = _year_and_part(raw, spec)
-        elif pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
-            text = raw[columns[0]].astype("string")
-        else:
-            text = _whole_numbers(raw[columns[0]])
-        is_period = text.str.fullmatch(PERIOD).fillna(False).astype(bool)
-        offset = to_offset(spec.frequency)
-        grid = {
-            value: offset.rollforward(pd.Period(value.split(".")[0]).start_time)
-            for value in text[is_period].unique()
-        }
-        fraction = text.str.fullmatch(r"-?\d*\.\d*").fillna(False).astype(bool)  # 1700.5 is no date
-        stamps = pd.to_datetime(
-            text.mask(is_period | fraction), format="ISO8601", errors="coerce", utc=True
-        )
-        stamps = stamps.dt.tz_localize(None).mask(is_period, text[is_period].map(grid))
-        bad = text[text.notna() & stamps.isna()]
+        written = _year_and_part(raw, spec) if len(columns) == 2 else raw[columns[0]]
+        stamps = parse_timestamps(written, spec.frequency, spec.timestamp_format)
+        bad = written[written.notna() & stamps.isna()].astype("string")
         if len(bad):
             examples = ", ".join(map(repr, bad.drop_duplicates().head(3)))
             raise DataError(
-                f"column {' and '.join(map(repr, columns))}: {len(bad)} rows fail, e.g. {examples}: "
-                "not an ISO date or time, a year, a quarter (1959Q1) or a month (2001-03)"
+                f"column {' and '.join(map(repr, columns))}: {len(bad)} rows fail, e.g. "
+                f"{examples}: {_unreadable(spec.timestamp_format)}"
             )
         return stamps.rename(spec.time_column).set_axis(index)
 
@@ -620,8 +694,9 @@ def _forecasts_figure(parts: list, forecasts: dict, horizon: int, out_dir: Path)
                         linewidth=0,
                     )
         ax.axvline(part.dates[first], color="grey", linestyle="--", linewidth=1)
-        name = "" if part.key is None else f"{part.key}: "
-        ax.set_title(f"{name}test period, a {horizon}-step forecast from origins {horizon} apart")
+        every = "every origin" if horizon == 1 else f"origins {horizon} steps apart"
+        name = "Test period" if part.key is None else f"{part.key}, test period"
+        ax.set_title(f"{name}: {horizon}-step forecasts from {every}")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "forecasts.png", dpi=110)

@@ -33,7 +33,7 @@ from .errors import DataError
 from .forecasters import backtest
 from .problem_type import Predictions, TargetSpec
 from .series import FILLED, parts, series_frame
-from .series_service import Predictor
+from .series_service import Predictor, history_times
 
 
 def parse_record(line: str) -> dict:
@@ -57,16 +57,17 @@ def _stamp(value) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
-def recent_values(records: list[dict], frequency: str) -> tuple[dict[str, np.ndarray], float, dict]:
+def recent_values(records: list[dict], schema: dict) -> tuple[dict[str, np.ndarray], float, dict]:
     """Distinct values and step-to-step changes in the logged histories, their share of
-    missing steps, and the last value seen for each timestamp (the actuals)."""
+    missing steps, and the last value seen for each timestamp (the actuals). `schema`: the
+    series' entry of the model's schema, whose timestamp format the histories use."""
     actuals: dict[tuple, float] = {}
     changes: dict[tuple, float] = {}
     expected = present = 0
     for record in records:
-        stamps = [_stamp(t) for t in record["history"]["timestamps"]]
+        stamps = history_times(record["history"]["timestamps"], schema)
         series = pd.Series(record["history"]["values"], index=stamps, dtype=float)
-        grid = series.reindex(pd.date_range(stamps[0], stamps[-1], freq=frequency))
+        grid = series.reindex(pd.date_range(stamps[0], stamps[-1], freq=schema["frequency"]))
         expected, present = expected + len(grid), present + int(grid.notna().sum())
         key = record["series_id"]
         actuals.update({(key, stamp): value for stamp, value in series.dropna().items()})
@@ -128,6 +129,7 @@ def from_file(served, path: Path, last: int | None) -> Recent:
         horizon=series["horizon"],
         season_length=series["season_length"],
         max_gap=series["max_gap"],
+        timestamp_format=series["timestamp_format"],
     )
     columns = (*target.timestamp_columns, *target.series_columns, target.name)
     absent = [c for c in columns if c not in data.columns]
@@ -198,8 +200,7 @@ def _forecast_again(served, records: list[dict], log_path: Path) -> None:
 def from_log(served, records: list[dict], log_path: Path) -> Recent:
     """Values, changes and gaps of the logged histories, the logged forecasts if the served
     model made them all (else its own), and their errors where later histories tell."""
-    frequency = served.metadata["features"][0]["frequency"]
-    recent, missing_rate, seen = recent_values(records, frequency)
+    recent, missing_rate, seen = recent_values(records, served.metadata["features"][0])
     made_by = "the log"
     if {r["model_version"] for r in records} != {served.version}:
         _forecast_again(served, records, log_path)

@@ -119,8 +119,9 @@ def matching_frequency(stamps: pd.DatetimeIndex, frequency: str) -> str | None:
     November, MS for month starts."""
     rule = to_offset(frequency).rule_code  # W is W-SUN, QE is QE-DEC, YE is YE-DEC
     base, _, anchor = rule.partition("-")
-    swap = {"ME": "MS", "MS": "ME", "QE": "QS", "QS": "QE", "YE": "YS", "YS": "YE"}
-    anchors = WEEKDAYS if base == "W" else MONTHS if anchor else ("",)
+    ends = {"ME": "MS", "QE": "QS", "YE": "YS", "BME": "BMS", "BQE": "BQS", "BYE": "BYS"}
+    swap = ends | {start: end for end, start in ends.items()}
+    anchors = WEEKDAYS if base == "W" else MONTHS if anchor in MONTHS else (anchor,)
     candidates = [
         f"{b}-{a}" if a else b for b in dict.fromkeys([base, swap.get(base, base)]) for a in anchors
     ]
@@ -416,6 +417,7 @@ def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[di
             "timestamp": spec.time_column,
             "source_timestamp": spec.timestamp,
             "series_id": spec.series_id,
+            "timestamp_format": spec.timestamp_format,
             "frequency": spec.frequency,
             "horizon": spec.horizon,
             "season_length": spec.season_length,

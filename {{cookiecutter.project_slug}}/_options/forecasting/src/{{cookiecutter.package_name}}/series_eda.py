@@ -66,6 +66,15 @@ def profile_figure(profile: pd.DataFrame):
     return fig
 
 
+def profile_section(profile: pd.DataFrame, out_dir: Path) -> list[str]:
+    """The profile's figure and table, or why there is none: one row says nothing."""
+    unit = profile.index.name
+    if len(profile) == 1:
+        return [f"Every step has the same {unit}, {profile.index[0]}: no profile to show.", ""]
+    figure = _save(profile_figure(profile), out_dir / "figures" / "profile.png", out_dir)
+    return [f"![profile]({figure})", "", markdown(profile), ""]
+
+
 def autocorrelation(values: np.ndarray, max_lag: int = MAX_LAG) -> np.ndarray:
     """Sample autocorrelation at lags 1..max_lag."""
     x = np.asarray(values, dtype=float) - np.mean(values)
@@ -132,15 +141,13 @@ def report(
         "",
         "## Seasonal profile",
         "",
-        f"![profile]({_save(profile_figure(profile), figures / 'profile.png', out_dir)})",
-        "",
-        markdown(profile),
-        "",
+        *profile_section(profile, out_dir),
         "## Autocorrelation",
         "",
-        f"The strongest lags are {', '.join(str(int(lag)) for lag in top)} steps: a peak at the "
-        "season length confirms `season_length` in configs/problem.yaml, and slowly decaying "
-        "values mean that recent history predicts the next steps.",
+        f"The strongest lags are {', '.join(str(int(lag)) for lag in top)} steps. A season "
+        "shows as peaks at its length and its multiples, the `season_length` in "
+        "configs/problem.yaml (1 for none); slowly decaying values mean that recent history "
+        "predicts the next steps.",
         "",
         f"![autocorrelation]({_save(autocorrelation_figure(acf, len(values)), figures / 'autocorrelation.png', out_dir)})",
         "",

@@ -10,7 +10,7 @@ interpolated as in training; anything else is a 422 that says what is wrong.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import numpy as np
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from . import drift
 from .bundle import Bundle
 from .forecasters import season_positions, window_unit
-from .problem_type import Predictions
+from .problem_type import Predictions, parse_timestamps
 from .series import regularise
 
 log = logging.getLogger(__name__)
@@ -28,14 +28,17 @@ log = logging.getLogger(__name__)
 # Beyond this, values are an error, not an outlier: no real series gets near it.
 MAX_ABS = 1e15
 Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+Year = Annotated[int, Field(ge=1, le=9999)]  # a timestamp may be a year written as a number
 
 
 class History(BaseModel):
-    """The recent series: timestamps (ISO 8601) and their values (null when missing)."""
+    """The recent series: timestamps written as in the training data (ISO 8601, years,
+    quarters, months or the configured timestamp_format) and their values (null when
+    missing)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    timestamps: list[datetime]
+    timestamps: list[str | Year]
     values: list[Value | None]
 
     @model_validator(mode="after")
@@ -45,19 +48,42 @@ class History(BaseModel):
                 f"{len(self.timestamps)} timestamps but {len(self.values)} values; "
                 "give one value per timestamp"
             )
-        if len({stamp.utcoffset() is None for stamp in self.timestamps}) > 1:
+        if len({_utc_offset(stamp) is None for stamp in self.timestamps}) > 1:
             raise ValueError("timestamps mix times with and without a UTC offset")
-        for i, (earlier, later) in enumerate(
-            zip(self.timestamps, self.timestamps[1:], strict=False)
-        ):
-            if later == earlier:
-                raise ValueError(f"timestamps[{i + 1}] {later.isoformat()} is duplicated")
-            if later < earlier:
-                raise ValueError(
-                    f"timestamps must ascend: timestamps[{i + 1}] {later.isoformat()} comes "
-                    f"before timestamps[{i}] {earlier.isoformat()}"
-                )
         return self
+
+
+def _utc_offset(stamp: str | int) -> timedelta | None:
+    """The UTC offset an ISO 8601 time carries; None for other forms."""
+    try:
+        return datetime.fromisoformat(str(stamp)).utcoffset()
+    except ValueError:
+        return None
+
+
+def history_times(timestamps: list[str | int], series: dict) -> pd.DatetimeIndex:
+    """A history's timestamps read as training reads the series' own (`parse_timestamps`).
+    Raises ValueError naming the first that is no time, duplicated or out of order."""
+    written = pd.Series(timestamps, dtype=object)
+    stamps = parse_timestamps(written, series["frequency"], series["timestamp_format"])
+    unread = np.flatnonzero(stamps.isna())
+    if len(unread):
+        i, form = unread[0], series["timestamp_format"]
+        dates = f"dates in the format {form!r}" if form else "ISO 8601 or dates pandas reads"
+        raise ValueError(
+            f"timestamps[{i}] {written[i]!r} is no time: write {dates}, years, quarters "
+            "(1959Q1) or months (2001-03), as the training data does"
+        )
+    back = np.flatnonzero(stamps.diff() <= pd.Timedelta(0))
+    if len(back):
+        i = back[0]
+        problem = (
+            "is duplicated"
+            if stamps[i] == stamps[i - 1]
+            else f"comes before timestamps[{i - 1}] {written[i - 1]!r}: timestamps must ascend"
+        )
+        raise ValueError(f"timestamps[{i}] {written[i]!r} {problem}")
+    return pd.DatetimeIndex(stamps)
 
 
 def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
@@ -75,9 +101,8 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
                 f"history: {len(body.history.timestamps)} steps, more than the limit {max_rows}"
             )
         try:
-            index, _, _ = regularise(
-                body.history.timestamps, body.history.values, frequency, series["max_gap"]
-            )
+            stamps = history_times(body.history.timestamps, series)
+            index, _, _ = regularise(stamps, body.history.values, frequency, series["max_gap"])
         except ValueError as exc:
             raise ValueError(f"history: {exc}") from None
         if len(index) < window:
@@ -144,7 +169,8 @@ class Predictor:
     def forecast(self, timestamps, values, horizon: int, series_id: str | None = None):
         """The next `horizon` steps after a history, with their timestamps and intervals."""
         series = self.series
-        index, filled, _ = regularise(timestamps, values, series["frequency"], series["max_gap"])
+        stamps = history_times(timestamps, series)
+        index, filled, _ = regularise(stamps, values, series["frequency"], series["max_gap"])
         future = pd.date_range(index[-1], periods=horizon + 1, freq=series["frequency"])[1:]
         positions = season_positions(future[:1], series["frequency"], series["season_length"])
         window = filled[None, -self.model.window_ :]
