@@ -58,7 +58,8 @@ def test_a_series_on_any_grid_is_read_trained_and_forecast_on_that_grid(alias):
     written = stamps.strftime("%d %b %Y %H:%M")  # not ISO: the format pandas infers
     raw = pd.DataFrame({"t": written, "value": values}).iloc[::-1]  # in no particular order
     frame = series.series_frame(raw, target)
-    dates, y, positions = series.as_series(frame, target)
+    [part] = series.parts(frame, target)
+    dates, y, positions = part.dates, part.values, part.positions
     assert dates.equals(stamps)
     assert (np.diff(positions) % SEASON == 1).all()
     for start, stop in [(0, 40), (37, 121), (150, 160)]:  # any stretch: the same places
@@ -71,7 +72,12 @@ def test_a_series_on_any_grid_is_read_trained_and_forecast_on_that_grid(alias):
     schema = series.series_schema(frame, target, candidate.fit(y, positions).window_)
     served = SimpleNamespace(
         version="v1",
-        metadata={"features": schema, "scale": 1.0},
+        metadata={
+            "features": schema,
+            "scale": 1.0,
+            "series": {},
+            "interval": {"coverage": 0.9, "widths": [1.0] * HORIZON},
+        },
         model=candidate,
         reference=series.reference_statistics(candidate, frame, target, 40),
     )
@@ -179,9 +185,13 @@ def test_a_request_and_the_monitor_read_the_dates_as_the_data_writes_them():
     years = series_service.history_times([1990, 1991, "1992"], {**schema, "frequency": "YE"})
     assert years.equals(pd.date_range("1990-12-31", periods=3, freq="YE"))
 
-    record = {"history": {"timestamps": written, "values": [1.0] * 11 + [None]}}
+    record = {
+        "series_id": None,
+        "history": {"timestamps": written, "values": [1.0] * 11 + [None]},
+    }
     _, missing, actuals = recent_series.recent_values([record], schema)
-    assert missing == pytest.approx(1 / 12) and list(actuals) == list(stamps[:11])
+    assert missing == pytest.approx(1 / 12)
+    assert list(actuals) == [(None, stamp) for stamp in stamps[:11]]
 
     for bad, message in [
         ([*written[:3], "2000-04-01T00:00"], r"timestamps\[3\] '2000-04-01T00:00' is no time"),
