@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, run_cli
 
-from {{ cookiecutter.package_name }} import forecasters, recent_series, series, series_service
+from {{ cookiecutter.package_name }} import (
+    forecasters,
+    recent_series,
+    series,
+    series_eda,
+    series_service,
+)
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE, TargetSpec
 
@@ -216,3 +222,13 @@ def test_the_api_takes_the_files_own_dates(trained_project, client, card):
     refused = client.post("/v1/predict", json={"history": {**history, "timestamps": own}})
     assert refused.status_code == 422
     assert "timestamps[4] 'Foo 1 2024' is no time" in refused.text
+
+
+def test_a_yearly_series_has_no_one_row_seasonal_profile(tmp_path):
+    dates = pd.Series(pd.date_range("1990-12-31", periods=30, freq="YE"))
+    profile = series_eda.seasonal_profile(dates, pd.Series(np.arange(30.0), name="value"))
+    assert series_eda.profile_section(profile, tmp_path) == [
+        "Every step has the same month, 12: no profile to show.",
+        "",
+    ]
+    assert not (tmp_path / "figures").exists()

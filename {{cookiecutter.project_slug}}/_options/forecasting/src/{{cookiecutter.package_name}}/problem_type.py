@@ -200,9 +200,7 @@ def _year_and_part(raw: pd.DataFrame, spec: TargetSpec) -> pd.Series:
     return (year + joint + part.str.zfill(width)).where(valid.fillna(False), year + " " + part)
 
 
-def parse_timestamps(
-    written: pd.Series, frequency: str, timestamp_format: str | None = None
-) -> pd.Series:
+def parse_timestamps(written: pd.Series, frequency: str, timestamp_format: str | None) -> pd.Series:
     """Times as training and the API read them, NaT where a value is none of these forms.
 
     Years (1700 or 1700.0), quarters (1959Q1, 1959-Q1) and months (2001-03) are periods:

@@ -54,9 +54,9 @@ class History(BaseModel):
 
 
 def _utc_offset(stamp: str | int) -> timedelta | None:
-    """The UTC offset an ISO 8601 time carries; None for other forms."""
+    """The UTC offset an ISO 8601 time carries (Z is +00:00); None for other forms."""
     try:
-        return datetime.fromisoformat(str(stamp)).utcoffset()
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).utcoffset()
     except ValueError:
         return None
 
