@@ -39,3 +39,4 @@ bench: $(BIN)/cookiecutter ## Print render, pipeline and serving timings
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_serve.py
+	$(BIN)/python benchmarks/bench_forecast.py

@@ -432,6 +432,141 @@ def own_series_runs(installed: Path, project: Path) -> None:
     assert "hour of day" in (project / "reports" / "eda" / "README.md").read_text()
 
 
+def stock_prices() -> pd.DataFrame:
+    """Shaped like a public file of monthly stock prices: five symbols in long format, dates
+    written `Jan 1 2000`, one symbol listed four years later than the others."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for symbol, start, price in [
+        ("MSFT", "2000-01-01", 40),
+        ("AMZN", "2000-01-01", 60),
+        ("IBM", "2000-01-01", 100),
+        ("GOOG", "2004-08-01", 100),
+        ("AAPL", "2000-01-01", 25),
+    ]:
+        months = pd.date_range(start, "2010-03-01", freq="MS")
+        walk = price * np.exp(np.cumsum(rng.normal(0.005, 0.08, len(months))))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbol,
+                    "date": [f"{m:%b} {m.day} {m.year}" for m in months],
+                    "price": walk.round(2),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def energy_generation() -> pd.DataFrame:
+    """Shaped like a public file of yearly net electricity generation: 17 years of three
+    sources, one declining and two growing."""
+    rng = np.random.default_rng(9)
+    years = np.arange(2001, 2018)
+    return pd.concat(
+        pd.DataFrame(
+            {
+                "source": source,
+                "year": years,
+                "net_generation": (start + slope * (years - 2001) + rng.normal(0, 40, 17)).round(1),
+            }
+        )
+        for source, start, slope in [
+            ("Fossil Fuels", 2800, -40),
+            ("Nuclear Energy", 780, 2),
+            ("Renewables", 350, 30),
+        ]
+    )
+
+
+REAL_WORLD = {
+    "stocks": (
+        stock_prices,
+        {
+            "name": "price",
+            "timestamp": "date",
+            "series_id": "symbol",
+            "frequency": "MS",
+            "horizon": 6,
+            "season_length": 12,
+        },
+    ),
+    "energy": (
+        energy_generation,
+        {
+            "name": "net_generation",
+            "timestamp": "year",
+            "series_id": "source",
+            "frequency": "YS",
+            "horizon": 2,
+            "season_length": 1,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(REAL_WORLD))
+def test_real_world_series_run_serve_and_monitor(installed, tmp_path, shape):
+    """Files shaped like two public data sets, pointed at through problem.yaml alone: the
+    pipeline gives a verdict (an inconclusive one is promoted by hand, as an operator
+    would), the service answers in the file's own dates with intervals, and the monitor
+    raises no alarm on the file the model learnt from."""
+    if problem_type_of(installed) != "forecasting":
+        pytest.skip("series files are for the forecasting type")
+    python, package = python_of(installed), project_package(installed)
+    project = render("forecasting", tmp_path)
+    make, target = REAL_WORLD[shape]
+    frame = make()
+    frame.to_csv(project / "data" / "external" / f"{shape}.csv", index=False)
+    config = yaml.safe_load((project / "configs" / "problem.yaml").read_text())
+    config["source"] = {"kind": "file", "path": f"data/external/{shape}.csv"}
+    config["target"] = target
+    (project / "configs" / "problem.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    run = subprocess.run(
+        [python, "-m", package, "pipeline"], cwd=project, env=user_env(), capture_output=True
+    )
+    assert run.returncode in (0, 1, 3), run.stderr.decode()[-4000:]  # a verdict, no error
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    per_series = metrics["tables"]["Metrics per series"]
+    assert {row["series"] for row in per_series} == set(frame[target["series_id"]])
+    assert "Prediction intervals" in (project / "reports" / "evaluation.md").read_text()
+    if run.returncode != 0:
+        promote = ("models", "promote", metrics["version"], "--force", "--reason", "judged by hand")
+        sh(project, python, "-m", package, *promote)
+
+    service = Service(project, venv=installed / ".venv")
+    try:
+        schema = service.call("GET", "/openapi.json")[1]["components"]["schemas"]
+        example = schema["PredictRequest"]["examples"][0]
+        status, answer = service.call("POST", "/v1/predict", example)
+        assert status == 200, answer
+        series = frame[frame[target["series_id"]] == example["series_id"]]
+        history = series.tail(len(example["history"]["values"]))
+        own_dates = {
+            "series_id": example["series_id"],
+            "history": {
+                "timestamps": history[target["timestamp"]].tolist(),  # as the file writes them
+                "values": history[target["name"]].tolist(),
+            },
+        }
+        status, answer = service.call("POST", "/v1/predict", own_dates)
+        assert status == 200, answer
+        assert len(answer["forecast"]) == target["horizon"]
+        assert all(p["lower"] <= p["value"] <= p["upper"] for p in answer["forecast"])
+    finally:
+        service.stop()
+
+    own = subprocess.run(
+        [python, "-m", package, "monitor", "--data", f"data/external/{shape}.csv"],
+        cwd=project,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert own.returncode in (0, 3), own.stdout + own.stderr  # never an alarm, never an error
+
+
 def project_package(project: Path) -> str:
     return next((project / "src").iterdir()).name
 
@@ -456,12 +591,12 @@ class Service:
 
     key = "cycle-test-key"
 
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, venv: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**user_env(), "SERVICE_API_KEY": self.key, "SERVICE_RELOAD_INTERVAL": "0.5"}
         self.process = subprocess.Popen(
-            ["make", "serve", f"PORT={self.port}"],
+            ["make", "serve", f"PORT={self.port}", *([f"VENV={venv}"] if venv else [])],
             cwd=project,
             env=env,
             stdout=subprocess.DEVNULL,
