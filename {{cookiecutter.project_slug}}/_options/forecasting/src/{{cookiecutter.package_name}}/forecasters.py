@@ -7,6 +7,8 @@ last season and the position in the season, then feeds its forecast back as the 
 until the horizon is reached. Values enter relative to the level of the last season and in
 units of the window's typical step-to-step change, so the trees, which cannot extrapolate,
 follow a trend or a level shift, and one model serves many series of different scales.
+The Theta control smooths the deseasonalised window exponentially and goes on at half its
+trend; like the candidate, one fit serves many series.
 
 A prediction interval is the forecast plus or minus a quantile of the backtest errors at
 the same step ahead, in the same units (split conformal prediction): it widens with the
