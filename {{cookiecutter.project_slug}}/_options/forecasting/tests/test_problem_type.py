@@ -1,9 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import quick
+from conftest import edit_yaml, quick
 
-from {{ cookiecutter.package_name }} import data, evaluate, forecasters, train
+from {{ cookiecutter.package_name }} import bundle, data, evaluate, forecasters, train
+from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import DataError
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE, Predictions, TargetSpec
 
@@ -60,6 +61,80 @@ def test_the_candidate_learns_a_seasonal_pattern_the_baseline_gets_wrong():
         forecasts, actuals = forecasters.backtest(model, series, positions, origins, 14)
         scores[name] = PROBLEM_TYPE.metrics["mase"].compute(actuals, Predictions(forecasts, scale))
     assert scores["candidate"] < scores["baseline"]
+
+
+WEEK = np.array([0.8, 0.9, 1.0, 1.0, 1.1, 1.4, 0.8])  # a multiplicative weekly pattern
+
+
+def theta(series, positions, length: int = 7) -> forecasters.ThetaForecaster:
+    return PROBLEM_TYPE.make_baseline("theta", 0, seasons(length)).fit(series, positions)
+
+
+def seasonal_series(seed: int, steps: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    positions = np.arange(steps) % 7
+    trend = 100 + 0.2 * np.arange(steps) + rng.normal(0, 1, steps).cumsum()
+    return trend * WEEK[positions] * rng.normal(1, 0.01, steps), positions
+
+
+def test_a_straight_line_goes_on_at_half_its_slope():
+    # The Theta method's known damping: the drift is half the slope of the line fit.
+    steps = np.arange(200)
+    line = 10 + 2 * steps
+    model = theta(line, steps % 7)
+    window = line[None, -model.window_ :]
+    forecast = model.forecast(window, np.array([200 % 7]), 5)
+    assert model.indices_ == pytest.approx(np.ones(7))
+    np.testing.assert_allclose(forecast[0], line[-1] + np.arange(1, 6), rtol=1e-9)
+
+
+def test_a_seasonal_pattern_is_found_and_put_back():
+    series, positions = seasonal_series(0)
+    model = theta(series[:380], positions[:380])
+    assert model.indices_ == pytest.approx(WEEK / WEEK.mean(), abs=0.02)
+    forecast, actual = forecasters.backtest(model, series, positions, np.arange(380, 387), 14)
+    assert np.abs(forecast / actual - 1).mean() < 0.05
+    assert (forecast.argmax(axis=1) % 7 == (5 - positions[380:387]) % 7).all()  # the peak day
+
+
+def test_without_a_season_the_indices_are_ones():
+    noise = 50 + np.random.default_rng(1).normal(0, 1, 300)
+    assert theta(noise, np.arange(300) % 7).indices_.tolist() == [1.0] * 7
+    yearly = theta(noise, np.zeros(300, dtype=int), length=1)
+    assert yearly.window_ == 8 and yearly.indices_.tolist() == [1.0]
+
+
+def test_one_fit_serves_series_of_any_scale():
+    (small, positions), (other, _) = seasonal_series(2), seasonal_series(3)
+    alone = theta(small, positions)
+    together = theta([small, 1000 * small, other], [positions] * 3)
+    assert together.alpha_ == alone.alpha_
+    window = small[None, -together.window_ :]
+    np.testing.assert_allclose(
+        together.forecast(1000 * window, positions[:1], 14),
+        1000 * together.forecast(window, positions[:1], 14),
+    )
+
+
+def test_the_window_fits_the_longest_series():
+    short, shorter = np.arange(1.0, 13.0), np.arange(1.0, 6.0)
+    model = theta([short, shorter], [np.arange(12) % 7, np.arange(5) % 7])
+    assert model.window_ == 11
+    with pytest.raises(ValueError, match="at least 3 steps"):
+        theta(np.array([1.0, 2.0]), np.zeros(2, dtype=int))
+
+
+def test_a_pipeline_with_the_theta_baseline_saves_and_loads_it(project):
+    edit_yaml(project.params, baseline__strategy="theta")
+    problem, params = load_problem(project.problem), quick(load_params(project.params))
+    data.collect(problem, project.raw, project.root)
+    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
+    version = train.run(project.processed, project.models, problem, params)
+    loaded = bundle.load(project.models / version)
+    assert isinstance(loaded.baseline, forecasters.ThetaForecaster)
+    assert loaded.metadata["features"][0]["min_history"] == loaded.baseline.window_ == 28
+    report = evaluate.run(project.processed, project.models, project.reports, problem, params)
+    assert report["baseline"]["mase"] < 1.1  # a stronger bar than seasonal naive's 1.09
 
 
 def test_metrics_match_their_definitions():

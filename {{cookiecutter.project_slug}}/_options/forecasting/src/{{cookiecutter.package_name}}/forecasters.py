@@ -1,12 +1,14 @@
-"""The forecasters: the seasonal-naive control, the lag-boosting treatment, how both
-forecast from rolling origins, and the prediction intervals.
+"""The forecasters: the seasonal-naive and Theta controls, the lag-boosting treatment,
+how they forecast from rolling origins, and the prediction intervals.
 
-Both models forecast from a window of the most recent values. The candidate is recursive:
+Every model forecasts from a window of the most recent values. The candidate is recursive:
 one gradient-boosting model predicts the next step from lags, the level and spread of the
 last season and the position in the season, then feeds its forecast back as the newest lag
 until the horizon is reached. Values enter relative to the level of the last season and in
 units of the window's typical step-to-step change, so the trees, which cannot extrapolate,
 follow a trend or a level shift, and one model serves many series of different scales.
+The Theta control smooths the deseasonalised window exponentially and goes on at half its
+trend; like the candidate, one fit serves many series.
 
 A prediction interval is the forecast plus or minus a quantile of the backtest errors at
 the same step ahead, in the same units (split conformal prediction): it widens with the
@@ -205,6 +207,103 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
                 out[:, step] = level + unit * self.model_.predict(X)
                 current = np.column_stack([current[:, 1:], out[:, step]])
         return out
+
+
+ALPHAS = np.linspace(0.05, 1.0, 20)  # the smoothing weights Theta chooses from
+
+
+def seasonal_indices(values: np.ndarray, positions: np.ndarray, season_length: int):
+    """Classical multiplicative seasonal indices of one series (values over a centred moving
+    average, averaged per place in the season) when the series has three seasons, only
+    positive values and an autocorrelation at one season significant at 90%;
+    otherwise None."""
+    s, n = season_length, len(values)
+    if s < 2 or n < 3 * s or np.any(values <= 0):
+        return None
+    x = values - values.mean()
+    acf = np.array([x[k:] @ x[: n - k] for k in range(s + 1)]) / (x @ x)
+    if abs(acf[s]) <= 1.645 * np.sqrt((1 + 2 * np.sum(acf[1:s] ** 2)) / n):
+        return None
+    weights = np.r_[0.5, np.ones(s - 1), 0.5] / s if s % 2 == 0 else np.ones(s) / s
+    trend = np.convolve(values, weights, mode="valid")
+    offset = (len(weights) - 1) // 2
+    ratios = values[offset : offset + len(trend)] / trend
+    places = positions[offset : offset + len(trend)] % s
+    return np.array([ratios[places == p].mean() for p in range(s)])
+
+
+class ThetaForecaster(RegressorMixin, BaseEstimator):
+    """A statistical baseline: the Theta method as simple exponential smoothing with drift.
+
+    From a window of the last `window_` values, divided by the seasonal indices: the
+    level is their exponentially smoothed value and the drift half the slope of their
+    straight-line fit, so the forecast goes on at half the window's trend; the indices
+    put the season back. `fit` learns what the series share: the smoothing weight, chosen
+    on one-step errors in window units, and the seasonal indices (all ones unless most
+    series test seasonal), averaged over the series. Level and slope are each window's, so
+    one fit serves series of any scale."""
+
+    def __init__(self, season_length: int = 7) -> None:
+        self.season_length = season_length
+
+    def _level_and_drift(self, windows: np.ndarray, alphas: np.ndarray):
+        """The smoothed level at the end of each window (rows) for each smoothing weight
+        (columns), the drift (half the slope of each window's straight-line fit) and the
+        drift's offset: the forecast h steps ahead is level + drift * (h - 1 + offset), the
+        SES-with-drift form of Hyndman and Billah (2003)."""
+        width = windows.shape[1]
+        ages = np.arange(width - 1, -1, -1)[:, None]
+        weights = alphas * (1 - alphas) ** ages
+        weights[0] = (1 - alphas) ** (width - 1)  # the first value starts the level
+        time = np.arange(width) - (width - 1) / 2
+        slope = windows @ time / (time @ time)
+        offset = 1 / alphas - (1 - alphas) ** width / alphas
+        return windows @ weights, slope[:, None] / 2, offset
+
+    def _deseasonalised(self, windows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """The windows divided by the index of each value's place in the season."""
+        width = windows.shape[1]
+        places = (np.asarray(positions)[:, None] - width + np.arange(width)) % len(self.indices_)
+        return windows / self.indices_[places]
+
+    def fit(self, series, positions):
+        """Learn the seasonal indices and the smoothing weight from every series. The
+        window is 4 seasons (at least 8 steps), shortened to fit the longest series."""
+        values, places = _series_list(series, positions)
+        longest = max(map(len, values))
+        if longest < 3:
+            raise ValueError(f"Theta needs a series of at least 3 steps, the longest has {longest}")
+        self.window_ = min(max(4 * self.season_length, 8), longest - 1)
+        found = [
+            seasonal_indices(v, p, self.season_length) for v, p in zip(values, places, strict=True)
+        ]
+        found = [indices for indices in found if indices is not None]
+        self.indices_ = np.ones(self.season_length)
+        if 2 * len(found) > len(values):
+            mean = np.mean(found, axis=0)
+            self.indices_ = mean / mean.mean()
+        errors = []
+        for v, p in zip(values, places, strict=True):
+            origins = np.arange(self.window_, len(v))
+            windows = self._deseasonalised(_windows(v, self.window_, origins), p[origins])
+            level, drift, offset = self._level_and_drift(windows, ALPHAS)
+            actual = v[origins] / self.indices_[p[origins] % self.season_length]
+            unit = window_unit(windows)[:, None]
+            errors.append(((actual[:, None] - level - drift * offset) / unit) ** 2)
+        self.alpha_ = float(ALPHAS[np.argmin(np.concatenate(errors).sum(axis=0))])
+        return self
+
+    def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
+        """`positions`: the place in the season of each window's first forecast step."""
+        windows = np.asarray(windows, dtype=float)[:, -self.window_ :]
+        positions = np.asarray(positions)
+        alpha = np.array([self.alpha_])
+        level, drift, offset = self._level_and_drift(
+            self._deseasonalised(windows, positions), alpha
+        )
+        steps = np.arange(horizon)
+        trend = level + drift * (steps + offset)
+        return trend * self.indices_[(positions[:, None] + steps) % self.season_length]
 
 
 def seasonal_scale(series: np.ndarray, season_length: int) -> float:

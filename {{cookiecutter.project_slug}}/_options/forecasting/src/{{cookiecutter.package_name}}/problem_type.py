@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from . import drift
 from .contract import Metric, ProblemType, Recent, Trained
 from .errors import DataError
-from .forecasters import LagBoostingForecaster, SeasonalNaive
+from .forecasters import LagBoostingForecaster, SeasonalNaive, ThetaForecaster
 
 # Frequency aliases pandas 3 no longer reads, and what to write instead.
 RENAMED = {
@@ -335,7 +335,7 @@ class Forecasting(ProblemType):
     prediction_metric_help = "Forecast steps by decile of the training forecasts."
     samples: ClassVar[dict[str, Callable[[], pd.DataFrame]]] = {"demand": _demand}
     candidates: ClassVar[dict[str, type]] = {"lag_gradient_boosting": LagBoostingForecaster}
-    baseline_strategies = ("seasonal_naive", "naive")
+    baseline_strategies = ("seasonal_naive", "naive", "theta")
     metrics: ClassVar[dict[str, Metric]] = {
         "mase": Metric(False, "", _mase),
         "mae": Metric(False, "", lambda y, p: float(np.abs(y - p.values).mean())),
@@ -450,8 +450,12 @@ class Forecasting(ProblemType):
         candidate = self.candidates[name](season_length=spec.season_length, random_state=seed)
         return candidate.set_params(**params)
 
-    def make_baseline(self, strategy: str, seed: int, spec: TargetSpec) -> SeasonalNaive:
-        """The control group: seasonal naive, or naive (a season of one step)."""
+    def make_baseline(
+        self, strategy: str, seed: int, spec: TargetSpec
+    ) -> SeasonalNaive | ThetaForecaster:
+        """The control group: seasonal naive, naive (a season of one step) or Theta."""
+        if strategy == "theta":
+            return ThetaForecaster(spec.season_length)
         return SeasonalNaive(spec.season_length if strategy == "seasonal_naive" else 1)
 
     def fit(
