@@ -181,9 +181,7 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
             raise ValueError(f"lag_seasons must be at least 2, got {self.lag_seasons}")
         self.window_ = self.lag_seasons * self.season_length
         X, y = [], []
-        for values, places, known in zip(
-            *_series_list(series, positions, covariates), strict=True
-        ):
+        for values, places, known in zip(*_series_list(series, positions, covariates), strict=True):
             origins = np.arange(self.window_, len(values))
             features, level, unit = self._features(
                 _windows(values, self.window_, origins),

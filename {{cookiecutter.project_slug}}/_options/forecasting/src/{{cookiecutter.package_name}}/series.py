@@ -559,9 +559,7 @@ def rolling_forecasts(model_bundle, history: pd.DataFrame, period: pd.DataFrame,
         candidate, actuals = part_backtest(model, part, origins, horizon)
         rows["y"].append(actuals)
         rows["candidate"].append(candidate)
-        rows["baseline"].append(
-            part_backtest(baseline, part, origins, horizon)[0]
-        )
+        rows["baseline"].append(part_backtest(baseline, part, origins, horizon)[0])
         scale = meta["series"].get(str(part.key), meta["scale"])
         rows["scale"].append(np.full(len(origins), scale))
         rows["unit"].append(origin_units(part.values, origins, model.window_))

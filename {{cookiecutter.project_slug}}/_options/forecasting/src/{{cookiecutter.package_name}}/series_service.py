@@ -233,9 +233,7 @@ class Predictor:
         known = None
         if series["covariates"]:
             known = np.array([future[name][:horizon] for name in series["covariates"]]).T[None]
-        forecast = np.asarray(
-            self.model.forecast(window, positions, horizon, known), dtype=float
-        )
+        forecast = np.asarray(self.model.forecast(window, positions, horizon, known), dtype=float)
         half = np.asarray(self.interval["widths"][:horizon]) * window_unit(window)[:, None]
         return Predictions(
             forecast,
