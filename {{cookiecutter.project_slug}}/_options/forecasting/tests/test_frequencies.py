@@ -193,6 +193,7 @@ def test_a_request_and_the_monitor_read_the_dates_as_the_data_writes_them():
 
     record = {
         "series_id": None,
+        "future": None,
         "history": {"timestamps": written, "values": [1.0] * 11 + [None]},
     }
     _, missing, actuals = recent_series.recent_values([record], schema)

@@ -71,6 +71,7 @@ def check(served, requests: list[dict], thresholds) -> dict:
                 "time": datetime.now(timezone.utc),
                 "model_version": served.version,
                 "series_id": None,
+                "future": None,
                 "history": history,
                 "horizon": body["horizon"],
                 "forecast": forecast,

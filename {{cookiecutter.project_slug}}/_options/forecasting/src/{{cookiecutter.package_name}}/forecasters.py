@@ -99,11 +99,17 @@ def window_unit(windows: np.ndarray) -> np.ndarray:
     return np.where(unit > 0, unit, 1.0)
 
 
-def _series_list(series, positions) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """One series or a list of them, as lists of float values and of season positions."""
+def _series_list(series, positions, covariates) -> tuple[list, list, list]:
+    """One series or a list of them, as lists of float values, of season positions and of
+    covariates (one row per step; None without covariates)."""
     if isinstance(series, np.ndarray) and series.ndim == 1:
-        series, positions = [series], [positions]
-    return [np.asarray(s, dtype=float) for s in series], [np.asarray(p) for p in positions]
+        series, positions, covariates = [series], [positions], [covariates]
+    covariates = covariates if covariates is not None else [None] * len(series)
+    return (
+        [np.asarray(s, dtype=float) for s in series],
+        [np.asarray(p) for p in positions],
+        [None if c is None else np.asarray(c, dtype=float) for c in covariates],
+    )
 
 
 class SeasonalNaive(RegressorMixin, BaseEstimator):
@@ -113,12 +119,15 @@ class SeasonalNaive(RegressorMixin, BaseEstimator):
     def __init__(self, season_length: int = 7) -> None:
         self.season_length = season_length
 
-    def fit(self, series, positions=None):
+    def fit(self, series, positions=None, covariates=None):
         """Nothing to learn: `series` is one array or a list of them."""
         self.window_ = self.season_length
         return self
 
-    def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
+    def forecast(
+        self, windows: np.ndarray, positions: np.ndarray, horizon: int, future=None
+    ) -> np.ndarray:
+        """The last season repeated; covariates (`future`) do not move it."""
         last = np.asarray(windows, dtype=float)[:, -self.season_length :]
         repeats = -(-horizon // self.season_length)
         return np.tile(last, (1, repeats))[:, :horizon]
@@ -130,8 +139,9 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
     Features for the next step: the last `lag_seasons * season_length` values minus the
     mean of the last season (the level), the change of that level from the season before,
     the spread of the last season, all in units of the window's mean absolute change, and
-    the next step's place in the season. Target: the next value minus the level, in the
-    same unit. `fit` takes one series or a list of them: one global model learns from all."""
+    the next step's place in the season, and the next step's covariates (values known in
+    advance, as they are). Target: the next value minus the level, in the same unit. `fit`
+    takes one series or a list of them: one global model learns from all."""
 
     def __init__(
         self,
@@ -154,8 +164,9 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def _features(
-        self, windows: np.ndarray, positions: np.ndarray
+        self, windows: np.ndarray, positions: np.ndarray, known: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features of the next step after each window; `known`: its covariates."""
         s = self.season_length
         level = windows[:, -s:].mean(axis=1)
         previous = windows[:, -2 * s : -s].mean(axis=1)
@@ -164,17 +175,20 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         X = np.column_stack(
             [(windows - level[:, None]) / unit[:, None], (level - previous) / unit, spread / unit]
         )
-        return np.column_stack([X, positions]), level, unit
+        columns = [X, positions] if known is None else [X, positions, known]
+        return np.column_stack(columns), level, unit
 
-    def fit(self, series, positions):
+    def fit(self, series, positions, covariates=None):
         if self.lag_seasons < 2:
             raise ValueError(f"lag_seasons must be at least 2, got {self.lag_seasons}")
         self.window_ = self.lag_seasons * self.season_length
         X, y = [], []
-        for values, places in zip(*_series_list(series, positions), strict=True):
+        for values, places, known in zip(*_series_list(series, positions, covariates), strict=True):
             origins = np.arange(self.window_, len(values))
             features, level, unit = self._features(
-                _windows(values, self.window_, origins), places[origins]
+                _windows(values, self.window_, origins),
+                places[origins],
+                None if known is None else known[origins],
             )
             X.append(features)
             y.append((values[origins] - level) / unit)
@@ -197,13 +211,18 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
             self.model_ = model.fit(X, y)
         return self
 
-    def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
-        """`positions`: the place in the season of each window's first forecast step."""
+    def forecast(
+        self, windows: np.ndarray, positions: np.ndarray, horizon: int, future=None
+    ) -> np.ndarray:
+        """`positions`: the place in the season of each window's first forecast step;
+        `future`: the covariates of every forecast step (origins x horizon x covariates)."""
         current = np.asarray(windows, dtype=float)[:, -self.window_ :].copy()
         out = np.empty((len(current), horizon))
         with threadpool_limits(limits=1, user_api="openmp"):
             for step in range(horizon):
-                X, level, unit = self._features(current, (positions + step) % self.season_length)
+                place = (positions + step) % self.season_length
+                known = None if future is None else np.asarray(future, dtype=float)[:, step]
+                X, level, unit = self._features(current, place, known)
                 out[:, step] = level + unit * self.model_.predict(X)
                 current = np.column_stack([current[:, 1:], out[:, step]])
         return out
@@ -314,14 +333,23 @@ def seasonal_scale(series: np.ndarray, season_length: int) -> float:
 
 
 def backtest(
-    model, series: np.ndarray, positions: np.ndarray, origins: np.ndarray, horizon: int
+    model,
+    series: np.ndarray,
+    positions: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    covariates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Forecast `horizon` steps from each origin with the true history before it.
+    """Forecast `horizon` steps from each origin with the true history before it, and the
+    covariates of the forecast steps (one row per step of the series) if there are any.
 
     Returns the forecasts and the actual values, both one row per origin."""
     series = np.asarray(series, dtype=float)
+    future = None
+    if covariates is not None:
+        future = np.stack([covariates[o : o + horizon] for o in origins])
     forecasts = model.forecast(
-        _windows(series, model.window_, origins), positions[origins], horizon
+        _windows(series, model.window_, origins), positions[origins], horizon, future
     )
     actuals = np.stack([series[o : o + horizon] for o in origins])
     return forecasts, actuals

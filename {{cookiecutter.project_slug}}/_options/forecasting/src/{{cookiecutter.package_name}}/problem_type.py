@@ -81,6 +81,9 @@ class TargetSpec(BaseModel):
     series_id: str | list[str] | None = Field(
         None, description="The column, or columns, naming the series when a file holds many."
     )
+    covariates: list[str] = Field(
+        [], description="Columns known in advance (holidays, promotions, prices)."
+    )
     interval: float = Field(
         0.9, gt=0, lt=1, description="Coverage of the prediction intervals, e.g. 0.9."
     )
@@ -141,6 +144,12 @@ class TargetSpec(BaseModel):
             raise ValueError(
                 f"series_id {self.series_id!r}: {', '.join(sorted(shared))} is also the value "
                 "or the timestamp column"
+            )
+        taken = {self.name, *self.timestamp_columns, *self.series_columns}
+        if len(set(self.covariates)) != len(self.covariates) or taken & set(self.covariates):
+            raise ValueError(
+                f"covariates {self.covariates!r}: list distinct columns other than the value, "
+                "the timestamp and the series id"
             )
         return self
 

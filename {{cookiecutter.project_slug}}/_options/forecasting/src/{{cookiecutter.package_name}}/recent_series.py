@@ -30,9 +30,8 @@ from . import drift_report
 from .contract import Recent
 from .drift_report import read_data
 from .errors import DataError
-from .forecasters import backtest
 from .problem_type import Predictions, TargetSpec
-from .series import FILLED, parts, series_frame
+from .series import FILLED, part_backtest, parts, series_frame
 from .series_service import Predictor, history_times
 
 
@@ -46,6 +45,7 @@ def parse_record(line: str) -> dict:
         "time": drift_report.as_utc(datetime.fromisoformat(record["time"])),
         "model_version": record["response"]["model_version"],
         "series_id": record["request"].get("series_id"),
+        "future": record["request"].get("future"),
         "history": history,
         "horizon": len(forecast),
         "forecast": forecast,
@@ -130,8 +130,9 @@ def from_file(served, path: Path, last: int | None) -> Recent:
         season_length=series["season_length"],
         max_gap=series["max_gap"],
         timestamp_format=series["timestamp_format"],
+        covariates=series["covariates"],
     )
-    columns = (*target.timestamp_columns, *target.series_columns, target.name)
+    columns = (*target.timestamp_columns, *target.series_columns, *target.covariates, target.name)
     absent = [c for c in columns if c not in data.columns]
     if absent:
         raise DataError(f"{path}: columns missing: {', '.join(absent)}")
@@ -147,7 +148,7 @@ def from_file(served, path: Path, last: int | None) -> Recent:
         changes.append(np.diff(part.values))
         origins = np.arange(window, len(part.values) - horizon + 1)
         if len(origins):
-            forecast, actual = backtest(served.model, part.values, part.positions, origins, horizon)
+            forecast, actual = part_backtest(served.model, part, origins, horizon)
             forecasts.append(forecast)
             actuals.append(actual)
             scale = served.metadata["series"].get(str(part.key), served.metadata["scale"])
@@ -184,7 +185,11 @@ def _forecast_again(served, records: list[dict], log_path: Path) -> None:
         history, horizon = record["history"], min(record["horizon"], longest)
         try:
             made = predictor.forecast(
-                history["timestamps"], history["values"], horizon, record["series_id"]
+                history["timestamps"],
+                history["values"],
+                horizon,
+                record["series_id"],
+                record["future"],
             )
         except ValueError as exc:
             raise DataError(

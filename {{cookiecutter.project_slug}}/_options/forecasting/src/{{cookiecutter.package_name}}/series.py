@@ -47,17 +47,18 @@ MIN_SAMPLES = 6
 
 
 def resolve_features(df: pd.DataFrame, problem: ProblemConfig) -> dict[str, FeatureKind]:
-    """The one input of a forecast: the time of each value (the values are the target),
-    from the timestamp column or the year and quarter or month columns."""
+    """The inputs of a forecast: the time of each value (the values are the target), from
+    the timestamp column or the year and quarter or month columns, and the covariates."""
     spec = problem.target
     named = [("name", spec.name)] + [("timestamp", c) for c in spec.timestamp_columns]
-    for key, column in named + [("series_id", c) for c in spec.series_columns]:
+    named += [("series_id", c) for c in spec.series_columns]
+    for key, column in named + [("covariates", c) for c in spec.covariates]:
         if column not in df.columns:
             raise DataError(
                 f"problem.yaml target.{key}: {column!r} is not a column of the data; "
                 f"columns are: {', '.join(map(str, df.columns))}"
             )
-    return {spec.time_column: "datetime"}
+    return {spec.time_column: "datetime"} | dict.fromkeys(spec.covariates, "numeric")
 
 
 def regularise(
@@ -144,6 +145,8 @@ def series_frame(raw: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
     interpolated mask, sorted by series and time. Rows without a time or a series id are
     left out, with a count in the log."""
     rows = pd.DataFrame({"time": PROBLEM_TYPE.timestamps(raw, spec), "value": raw[spec.name]})
+    for column in spec.covariates:
+        rows[column] = pd.to_numeric(raw[column], errors="coerce")
     if spec.series_column:
         rows["series"] = PROBLEM_TYPE.series_ids(raw, spec)
     for column, what in [("time", "a time"), ("series", "a series id")]:
@@ -161,6 +164,9 @@ def series_frame(raw: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
         except ValueError as exc:
             raise DataError(f"the series {which} over {spec.time_column!r}: {exc}") from exc
         frame = pd.DataFrame({spec.time_column: index, spec.name: values, FILLED: filled})
+        if spec.covariates:  # on the same steps, gaps interpolated, ends held
+            known = group.set_index("time")[spec.covariates].reindex(index)
+            frame[spec.covariates] = known.interpolate(limit_direction="both").to_numpy()
         if key is not None:
             frame.insert(0, spec.series_column, key)
         frames.append(frame)
@@ -201,9 +207,9 @@ def prepare(raw: pd.DataFrame, problem: ProblemConfig, params: Params, processed
         filled,
     )
     train, test = split(series, spec, params.split.test_size)
-    kept = (*spec.timestamp_columns, *spec.series_columns, spec.name)
+    kept = (*spec.timestamp_columns, *spec.series_columns, *spec.covariates, spec.name)
     dropped = {
-        name: "a forecast reads only the series id, the timestamp and the target"
+        name: "a forecast reads only the series id, the timestamp, the target and covariates"
         for name in raw.columns
         if name not in kept
     }
@@ -254,6 +260,25 @@ class Part:
     dates: pd.DatetimeIndex
     values: np.ndarray
     positions: np.ndarray
+    covariates: np.ndarray | None = None  # one row per step, one column per covariate
+
+    def head(self, stop: int) -> Part:
+        """The first `stop` steps."""
+        known = None if self.covariates is None else self.covariates[:stop]
+        return Part(self.key, self.dates[:stop], self.values[:stop], self.positions[:stop], known)
+
+    def then(self, later: Part) -> Part:
+        """This series followed by `later`."""
+        known = None
+        if self.covariates is not None:
+            known = np.concatenate([self.covariates, later.covariates])
+        return Part(
+            self.key,
+            self.dates.append(later.dates),
+            np.concatenate([self.values, later.values]),
+            np.concatenate([self.positions, later.positions]),
+            known,
+        )
 
 
 def parts(frame: pd.DataFrame, spec: TargetSpec) -> list[Part]:
@@ -263,7 +288,8 @@ def parts(frame: pd.DataFrame, spec: TargetSpec) -> list[Part]:
     for key, group in groups:
         dates = pd.DatetimeIndex(group[spec.time_column])
         positions = season_positions(dates, spec.frequency, spec.season_length)
-        result.append(Part(key, dates, group[spec.name].to_numpy(float), positions))
+        known = group[spec.covariates].to_numpy(float) if spec.covariates else None
+        result.append(Part(key, dates, group[spec.name].to_numpy(float), positions, known))
     return result
 
 
@@ -282,10 +308,24 @@ def continuous_parts(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSp
                     f"ends {known.dates[-1]} step by step"
                     + (f" (series {part.key!r})" if part.key is not None else "")
                 )
-            positions = np.concatenate([known.positions, part.positions])
-            part = Part(part.key, dates, np.concatenate([known.values, part.values]), positions)
+            part = known.then(part)
         result.append((part, 0 if known is None else len(known.values)))
     return result
+
+
+def fit_model(model, series: list[Part]):
+    """`model` fitted on every series, with their covariates if there are any."""
+    covariates = [part.covariates for part in series]
+    return model.fit(
+        [part.values for part in series],
+        [part.positions for part in series],
+        None if covariates[0] is None else covariates,
+    )
+
+
+def part_backtest(model, part: Part, origins: np.ndarray, horizon: int):
+    """`backtest` on one series, with the covariates of its forecast steps."""
+    return backtest(model, part.values, part.positions, origins, horizon, part.covariates)
 
 
 def scaled_settings(lengths: list[int], spec: TargetSpec, folds: int, candidate) -> dict:
@@ -335,9 +375,8 @@ def cross_validate(
     for fold in range(folds, 0, -1):
         cutoff = times[len(times) - fold * 2 * horizon]
         starts = [int(np.searchsorted(part.dates.asi8, cutoff)) for part in series]
-        fitted = clone(model).fit(
-            [part.values[:start] for part, start in zip(series, starts, strict=True)],
-            [part.positions[:start] for part, start in zip(series, starts, strict=True)],
+        fitted = fit_model(
+            clone(model), [part.head(start) for part, start in zip(series, starts, strict=True)]
         )
         forecasts, actuals, scales, units = [], [], [], []
         for part, start in zip(series, starts, strict=True):
@@ -345,7 +384,7 @@ def cross_validate(
             origins = np.arange(first, min(start + horizon + 1, len(part.values) - horizon + 1))
             if len(origins) == 0:
                 continue
-            forecast, actual = backtest(fitted, part.values, part.positions, origins, horizon)
+            forecast, actual = part_backtest(fitted, part, origins, horizon)
             forecasts.append(forecast)
             actuals.append(actual)
             scale = seasonal_scale(part.values[:start], spec.season_length)
@@ -384,7 +423,7 @@ def reference_statistics(model, train: pd.DataFrame, spec: TargetSpec, steps: in
         changes.append(np.diff(recent))
         missing.append(filled[end - count : end])
         origins = np.arange(len(part.values) - count, len(part.values) - spec.horizon + 1)
-        forecasts.append(backtest(model, part.values, part.positions, origins, spec.horizon)[0])
+        forecasts.append(part_backtest(model, part, origins, spec.horizon)[0])
         scales.append(seasonal_scale(part.values, spec.season_length))
     if not levels:
         raise DataError(
@@ -406,9 +445,15 @@ def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[di
     shortest history, and an example request taken from the end of the first series."""
     first = parts(train, spec)[0]
     values = train[spec.name]
+    # with covariates, the history ends a horizon early: their example future is known
+    end = len(first.values) - (spec.horizon if spec.covariates else 0)
     example = {
-        "timestamps": [stamp.isoformat() for stamp in first.dates[-window:]],
-        "values": np.round(first.values[-window:], 4).tolist(),
+        "timestamps": [stamp.isoformat() for stamp in first.dates[end - window : end]],
+        "values": np.round(first.values[end - window : end], 4).tolist(),
+    }
+    future = {
+        name: np.round(first.covariates[end:, i], 4).tolist()
+        for i, name in enumerate(spec.covariates)
     }
     return [
         {
@@ -423,13 +468,15 @@ def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[di
             "season_length": spec.season_length,
             "max_gap": spec.max_gap,
             "interval": spec.interval,
+            "covariates": spec.covariates,
             "min_history": window,
             "min": float(values.min()),
             "max": float(values.max()),
             "first": train[spec.time_column].min().isoformat(),
             "last": train[spec.time_column].max().isoformat(),
             "example": ({"series_id": first.key} if first.key is not None else {})
-            | {"history": example},
+            | {"history": example}
+            | ({"future": future} if future else {}),
         }
     ]
 
@@ -468,13 +515,12 @@ def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Pa
     cv, errors = cross_validate(candidate, series, spec, problem.metric, settings["cv.folds"])
     log.info("backtest %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
     widths, level = interval_widths(errors, spec.interval)
-    values, positions = [p.values for p in series], [p.positions for p in series]
     try:
-        candidate.fit(values, positions)
+        fit_model(candidate, series)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
     baseline = PROBLEM_TYPE.make_baseline(params.baseline.strategy, params.split.seed, spec)
-    baseline.fit(values, positions)
+    fit_model(baseline, series)
     scales = {part.key: seasonal_scale(part.values, spec.season_length) for part in series}
     interval = {"coverage": spec.interval, "level": level, "errors": len(errors)}
     return Trained(
@@ -510,12 +556,10 @@ def rolling_forecasts(model_bundle, history: pd.DataFrame, period: pd.DataFrame,
         origins = np.arange(max(known, window), len(part.values) - horizon + 1)
         if len(origins) == 0:
             continue
-        candidate, actuals = backtest(model, part.values, part.positions, origins, horizon)
+        candidate, actuals = part_backtest(model, part, origins, horizon)
         rows["y"].append(actuals)
         rows["candidate"].append(candidate)
-        rows["baseline"].append(
-            backtest(baseline, part.values, part.positions, origins, horizon)[0]
-        )
+        rows["baseline"].append(part_backtest(baseline, part, origins, horizon)[0])
         scale = meta["series"].get(str(part.key), meta["scale"])
         rows["scale"].append(np.full(len(origins), scale))
         rows["unit"].append(origin_units(part.values, origins, model.window_))

@@ -137,8 +137,12 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
             f"last timestamp of a history of {window} to SERVICE_MAX_BATCH_ROWS steps. Runs of "
             f"up to {series['max_gap']} missing steps are interpolated."
         ),
-        __validators__={"enough_history": model_validator(mode="after")(_enough_history)},
+        __validators__={
+            "enough_history": model_validator(mode="after")(_enough_history),
+            "known_future": model_validator(mode="after")(_known_future(series["covariates"])),
+        },
         **_series_field(series),
+        **_future_field(series),
         history=(History, Field(description=f"at least {window} recent steps of the series")),
         horizon=(
             int,
@@ -166,6 +170,36 @@ def _series_field(series: dict) -> dict:
     }
 
 
+def _future_field(series: dict) -> dict:
+    """The covariates' values for the forecast steps, when the model learnt from some."""
+    if not series["covariates"]:
+        return {}
+    names = ", ".join(series["covariates"])
+    description = f"the known values of {names} for each forecast step, from the first"
+    return {"future": (dict[str, list[Value]], Field(description=description))}
+
+
+def _known_future(covariates: list[str]):
+    """A validator: the request's `future` gives every covariate the model reads, for at
+    least every forecast step."""
+
+    def check(body: BaseModel) -> BaseModel:
+        future = getattr(body, "future", {})
+        if set(future) != set(covariates):
+            raise ValueError(
+                f"future: give exactly the covariates {', '.join(covariates)}, "
+                f"not {', '.join(future) or 'none'}"
+            )
+        for name, values in future.items():
+            if len(values) < body.horizon:
+                raise ValueError(
+                    f"future.{name}: {len(values)} values for a horizon of {body.horizon} steps"
+                )
+        return body
+
+    return check
+
+
 class Predictor:
     """The served model: forecasts from a validated history."""
 
@@ -180,20 +214,31 @@ class Predictor:
         self.prediction_reference = drift.prediction_reference(model_bundle.reference)
         self.fast = None  # the recursive forecast has no ONNX export; scikit-learn serves it
 
-    def forecast(self, timestamps, values, horizon: int, series_id: str | None = None):
-        """The next `horizon` steps after a history, with their timestamps and intervals."""
+    def forecast(
+        self,
+        timestamps,
+        values,
+        horizon: int,
+        series_id: str | None = None,
+        future: dict[str, list[float]] | None = None,
+    ) -> Predictions:
+        """The next `horizon` steps after a history, with their timestamps and intervals;
+        `future`: the covariates' values for the forecast steps, by name."""
         series = self.series
         stamps = history_times(timestamps, series)
         index, filled, _ = regularise(stamps, values, series["frequency"], series["max_gap"])
-        future = pd.date_range(index[-1], periods=horizon + 1, freq=series["frequency"])[1:]
-        positions = season_positions(future[:1], series["frequency"], series["season_length"])
+        ahead = pd.date_range(index[-1], periods=horizon + 1, freq=series["frequency"])[1:]
+        positions = season_positions(ahead[:1], series["frequency"], series["season_length"])
         window = filled[None, -self.model.window_ :]
-        forecast = np.asarray(self.model.forecast(window, positions, horizon), dtype=float)
+        known = None
+        if series["covariates"]:
+            known = np.array([future[name][:horizon] for name in series["covariates"]]).T[None]
+        forecast = np.asarray(self.model.forecast(window, positions, horizon, known), dtype=float)
         half = np.asarray(self.interval["widths"][:horizon]) * window_unit(window)[:, None]
         return Predictions(
             forecast,
             self.scales.get(series_id, self.scale),
-            tuple(stamp.isoformat() for stamp in future),
+            tuple(stamp.isoformat() for stamp in ahead),
             forecast - half,
             forecast + half,
             self.interval["coverage"],
@@ -203,5 +248,5 @@ class Predictor:
     def predict_request(self, body: BaseModel) -> Predictions:
         """Forecasts for a validated request body (see `request_model`)."""
         history = body.history
-        series_id = getattr(body, "series_id", None)
-        return self.forecast(history.timestamps, history.values, body.horizon, series_id)
+        series_id, future = getattr(body, "series_id", None), getattr(body, "future", None)
+        return self.forecast(history.timestamps, history.values, body.horizon, series_id, future)
