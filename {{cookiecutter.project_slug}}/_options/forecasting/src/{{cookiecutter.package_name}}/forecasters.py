@@ -285,10 +285,11 @@ class ThetaForecaster(RegressorMixin, BaseEstimator):
         places = (np.asarray(positions)[:, None] - width + np.arange(width)) % len(self.indices_)
         return windows / self.indices_[places]
 
-    def fit(self, series, positions):
-        """Learn the seasonal indices and the smoothing weight from every series. The
-        window is 4 seasons (at least 8 steps), shortened to fit the longest series."""
-        values, places = _series_list(series, positions)
+    def fit(self, series, positions, covariates=None):
+        """Learn the seasonal indices and the smoothing weight from every series (their
+        covariates play no part). The window is 4 seasons (at least 8 steps), shortened to
+        fit the longest series."""
+        values, places, _ = _series_list(series, positions, covariates)
         longest = max(map(len, values))
         if longest < 3:
             raise ValueError(f"Theta needs a series of at least 3 steps, the longest has {longest}")
@@ -312,8 +313,11 @@ class ThetaForecaster(RegressorMixin, BaseEstimator):
         self.alpha_ = float(ALPHAS[np.argmin(np.concatenate(errors).sum(axis=0))])
         return self
 
-    def forecast(self, windows: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
-        """`positions`: the place in the season of each window's first forecast step."""
+    def forecast(
+        self, windows: np.ndarray, positions: np.ndarray, horizon: int, future=None
+    ) -> np.ndarray:
+        """`positions`: the place in the season of each window's first forecast step;
+        covariates (`future`) do not move the forecast."""
         windows = np.asarray(windows, dtype=float)[:, -self.window_ :]
         positions = np.asarray(positions)
         alpha = np.array([self.alpha_])
