@@ -62,6 +62,11 @@ class Recent:
     output_rows: int | None = None  # the sample size behind `outputs`: one per output if None
     missing: dict[str, float] | None = None  # missing rates, where not the columns' own
     labelled: tuple | None = None  # the truth and the `Predictions` for it, where known
+    # a type's own check of its outputs against the truth, run with the thresholds: a dict
+    # with "name", "status" (ok or drift), "reasons", "enough" (whether it can judge),
+    # "needs" (what it lacks, if not), "rule" and "rows" (a table for the report). It
+    # alarms, and where it can judge it says "no drift", whatever `min_rows` says.
+    decides: Callable[[Any], dict] | None = None
 
 
 class Predictor(Protocol):

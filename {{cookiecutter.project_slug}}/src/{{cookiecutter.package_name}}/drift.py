@@ -589,12 +589,22 @@ def compare_columns(
     return report | {"verdict": verdict(report), "drift": verdict(report) == DRIFT}
 
 
+def decide(report: dict, check: dict) -> None:
+    """Add a type's own check (`Recent.decides`) to a comparison: it alarms like any check,
+    and where it can judge, the verdict needs no `min_rows` recent rows to be "no drift"."""
+    report["decides"] = check
+    report["verdict"] = verdict(report)
+    report["drift"] = report["verdict"] == DRIFT
+
+
 def verdict(report: dict) -> str:
-    """drift, no drift, or not enough data (fewer recent rows than `min_rows`)."""
+    """drift, no drift, or not enough data (fewer recent rows than `min_rows`, and no
+    check of the type's own that can judge)."""
+    decides = report.get("decides") or {}
     results = [*report["features"], report["predictions"], report.get("performance") or {}]
-    if any(result.get("status") == "drift" for result in results):
+    if any(result.get("status") == "drift" for result in [*results, decides]):
         return DRIFT
-    return NO_DRIFT if report["enough_rows"] else NOT_ENOUGH
+    return NO_DRIFT if report["enough_rows"] or decides.get("enough") else NOT_ENOUGH
 
 
 def rules(report: dict) -> list[str]:

@@ -180,15 +180,17 @@ def add_performance(report: dict, result: dict, thresholds: MonitoringParams) ->
 
 def summary(report: dict, wording: Wording) -> str:
     """The verdict in one line: what drifted, or why there is not enough data to judge."""
+    decides = report.get("decides") or {}
     if report["verdict"] == drift.NOT_ENOUGH:
         t = report["thresholds"]
         warned = [r["name"] for r in report["features"] if r["status"] == "warn"]
         hint = f"; already suspect: {', '.join(warned)}" if warned else ""
         from_file = report.get("source", {}).get("kind") == "file"
         widen = "pass a file with more recent rows (--data)" if from_file else wording.widen
+        needs = f"; {decides['needs']}" if decides.get("needs") else ""
         return (
             f"not enough data: {report['rows']} {wording.unit}, alarms need {t['min_rows']} "
-            f"(monitoring.min_rows); {widen}{hint}"
+            f"(monitoring.min_rows){needs}; {widen}{hint}"
         )
     parts = [
         f"{r['name']}: {'; '.join(r['reasons'])}"
@@ -197,6 +199,8 @@ def summary(report: dict, wording: Wording) -> str:
     ]
     if report["predictions"]["status"] == "drift":
         parts.append(f"{wording.outputs}: {'; '.join(report['predictions']['reasons'])}")
+    if decides.get("status") == "drift":
+        parts.append(f"{decides['name']}: {'; '.join(decides['reasons'])}")
     if report["performance"] and report["performance"]["status"] == "drift":
         parts.append(f"{wording.performance}: {'; '.join(report['performance']['reasons'])}")
     return "drift in " + " | ".join(parts) if parts else "no drift"
@@ -315,6 +319,21 @@ def _performance_lines(result: dict, wording: Wording) -> list[str]:
     ]
 
 
+def _decides_lines(check: dict) -> list[str]:
+    why = f": {_cell('; '.join(check['reasons']))}" if check["reasons"] else "."
+    table = pd.DataFrame(check["rows"]).to_markdown(index=False, floatfmt=".3g")
+    return [
+        f"## {check['name'].capitalize()}",
+        "",
+        check["rule"],
+        "",
+        table,
+        "",
+        f"**{check['status']}**{why}",
+        "",
+    ]
+
+
 def _rule_lines(report: dict, wording: Wording) -> list[str]:
     t = report["thresholds"]
     return [
@@ -355,6 +374,8 @@ def markdown(report: dict, figure_paths, reports_dir: Path, wording: Wording) ->
         f"{report['predictions_source']}): {prediction['psi']:.3f}, **{prediction['status']}**.",
         "",
     ]
+    if report.get("decides"):
+        lines += _decides_lines(report["decides"])
     if report["performance"] is not None:
         lines += _performance_lines(report["performance"], wording)
     lines += _rule_lines(report, wording)

@@ -8,7 +8,8 @@ test-set evaluation too. What the recent data are (rows, or the values, changes 
 of a series) is the problem type's (`PROBLEM_TYPE.recent_from_file`, `recent_from_log`).
 
 The verdict is one of three: drift (exit 1), no drift (exit 0), or not enough data (exit 3)
-when fewer recent units than `monitoring.min_rows` arrived. Writing the report is shared
+when fewer recent units than `monitoring.min_rows` arrived and no check of the type's own
+(`Recent.decides`) can judge. Writing the report is shared
 with every problem type (`drift_report`).
 """
 
@@ -40,9 +41,12 @@ def compare(reference: dict, recent: Recent, thresholds: MonitoringParams) -> di
 
     Returns per-check results with a status (ok, warn or drift) and the reasons, the
     output drift, and the verdict. Nothing is written."""
-    return drift.compare_columns(
+    report = drift.compare_columns(
         reference, recent.columns, recent.outputs, thresholds, recent.output_rows, recent.missing
     )
+    if recent.decides is not None:
+        drift.decide(report, recent.decides(thresholds))
+    return report
 
 
 def run(

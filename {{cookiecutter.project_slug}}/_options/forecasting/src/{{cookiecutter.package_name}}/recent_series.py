@@ -1,38 +1,55 @@
-"""Stage 7 for a series: what the monitor compares with the end of the training series.
+"""Stage 7 for a series: recent values and forecasts against the model and its training.
 
-Recent histories come from the service's prediction log, or a recent stretch of the series
-from a CSV/Parquet file, and are compared (by `monitor.py`) with the reference statistics
-that training stored, through the series checks this type registers with `drift`:
+Recent histories come from the service's prediction log, or a stretch of the series from a
+CSV/Parquet file, and are compared (by `monitor.py`) with the reference statistics that
+training stored, through the series checks this type registers with `drift`:
 
-- level: the distribution of the values (PSI over the training deciles, and a two-sample KS
-  test against the training sample), for a shifted level or a changed scale;
+- level: the distribution of the values (PSI over the deciles of the end of the training
+  series, and a two-sample KS test against it), for a shifted level or a changed scale;
 - change: the distribution of the step-to-step changes, for a changed volatility or season;
 - gaps: the share of missing steps in the histories against the interpolated share in
   training;
 - forecasts: PSI of the forecast values against forecasts on the training series;
-- forecast errors, when actual values are known: from a file, every step of the series
-  after the model's window is forecast from rolling origins; from the log, the forecasts
-  are matched with the values that later requests report for the same timestamps.
+- forecast intervals, when actual values are known (`interval_check`): the share of values
+  outside the served model's prediction intervals against the nominal 1 - coverage, for
+  every series, a one-sided binomial test; and the forecast errors (the primary metric)
+  against the test evaluation.
 
-The sample size judged against `monitoring.min_rows` is the number of distinct recent values.
+From a file, every step after the model's window is forecast from rolling origins inside
+each regular stretch of each series (a run of more than `max_gap` missing steps ends a
+stretch), and the level and change checks read only the steps after the training period:
+the training steps are the training distribution, and a trending series' early history
+differs from its end by design. From the log, the forecasts are matched with the values
+that later requests report for the same timestamps.
+
+The sample size judged against `monitoring.min_rows` is the number of distinct recent
+values; the interval check judges with fewer (see `interval_check`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
+from scipy.stats import binom
 
 from . import drift_report
+from .config import MonitoringParams
 from .contract import Recent
 from .drift_report import read_data
-from .errors import DataError
-from .problem_type import Predictions, TargetSpec
-from .series import FILLED, part_backtest, parts, series_frame
+from .errors import CannotTell, DataError
+from .forecasters import grid_steps, origin_units, season_positions
+from .problem_type import PROBLEM_TYPE, Predictions, TargetSpec
+from .series import Part, part_backtest, regularise
 from .series_service import Predictor, history_times
+
+INTERVALS = "forecast intervals"  # the name of the interval check in the report
 
 
 def parse_record(line: str) -> dict:
@@ -79,49 +96,100 @@ def recent_values(records: list[dict], schema: dict) -> tuple[dict[str, np.ndarr
     return values, 1 - present / max(expected, 1), actuals
 
 
-def realised_errors(records: list[dict], actuals: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Logged forecasts for timestamps that later histories report, with those values."""
-    pairs = [
-        (actuals[stamp], point["value"])
-        for record in records
-        for point in record["forecast"]
-        if (stamp := (record["series_id"], _stamp(point["timestamp"]))) in actuals
-    ]
-    if not pairs:
-        return np.empty((0, 1)), np.empty((0, 1))
-    y, forecast = zip(*pairs, strict=True)
-    return np.array(y, dtype=float)[:, None], np.array(forecast, dtype=float)[:, None]
-
-
-def _recent(
-    values: dict[str, np.ndarray],
-    missing_rate: float,
-    outputs: list,
-    forecasts: int,
-    source: dict,
-    actuals: np.ndarray,
-    predictions: Predictions,
-) -> Recent:
-    """The recent values ("level") and changes ("change") with the share of missing steps,
-    and the values of `forecasts` forecasts (the steps of one forecast move together, so
-    the test counts forecasts), and the errors where actual values are known."""
-    columns = {name: pd.Series(series, dtype=float) for name, series in values.items()}
-    return Recent(
-        columns=columns,
-        outputs=outputs,
-        source=source,
-        output_rows=forecasts,
-        missing=dict.fromkeys(columns, missing_rate),
-        labelled=(actuals, predictions) if actuals.size else None,
+def realised(records: list[dict], actuals: dict, scales: dict, scale: float) -> pd.DataFrame:
+    """Logged forecasts of timestamps that later histories report, with those values: one
+    forecast per series and timestamp, the last one made (from the nearest origin), so that
+    the points are close to independent. `scales`: MASE's scale of each series."""
+    made = {}
+    for record in records:
+        for point in record["forecast"]:
+            key = (record["series_id"], _stamp(point["timestamp"]))
+            if key in actuals:
+                made[key] = point
+    return pd.DataFrame(
+        [
+            {
+                "series": series,
+                "actual": actuals[series, stamp],
+                "forecast": point["value"],
+                "lower": point.get("lower", np.nan),  # logs from before intervals lack them
+                "upper": point.get("upper", np.nan),
+                "scale": scales.get(str(series), scale),
+            }
+            for (series, stamp), point in made.items()
+        ],
+        columns=["series", "actual", "forecast", "lower", "upper", "scale"],
     )
 
 
-def from_file(served, path: Path, last: int | None) -> Recent:
-    """Values, changes, gaps, forecasts and errors of a recent stretch of the series: every
-    step after the model's window is forecast from rolling origins, series by series."""
-    series = served.metadata["features"][0]
-    data = read_data(path)
-    target = TargetSpec(
+def expected_coverage(served) -> float:
+    """The coverage the served intervals reach: the nominal one, or the one-step coverage
+    measured on the test period when lower (the intervals the gate accepted)."""
+    nominal = served.metadata["interval"]["coverage"]
+    tables = (drift_report.evaluation_of(served) or {}).get("tables", {})
+    steps = next((t for name, t in tables.items() if name.startswith("Prediction interv")), [])
+    return min([nominal, *(row["coverage"] for row in steps if row["steps ahead"] == "1")])
+
+
+def interval_check(
+    points: pd.DataFrame, values: dict, coverage: float, thresholds: MonitoringParams
+) -> dict:
+    """Realised values against the served model's prediction intervals, series by series
+    (and all together when there are several): a one-sided binomial test of the share
+    outside them against 1 - `coverage` (see `expected_coverage`), Bonferroni-corrected
+    over the tests.
+
+    `points`: one forecast step per row (series, actual, forecast, lower, upper, scale);
+    `values`: how many recent values each series has. A test can judge when even all
+    points outside could be significant, (1 - coverage) ** n below the corrected alpha:
+    3 points at 90% intervals and alpha 0.01, where `min_rows` would ask for 100."""
+    expected, alpha = 1 - coverage, thresholds.alpha
+    points = points.dropna(subset=["lower", "upper"])
+    points = points.assign(
+        series=points["series"].map(lambda key: "the series" if key is None else str(key)),
+        miss=~points["actual"].between(points["lower"], points["upper"]),
+        error=(points["actual"] - points["forecast"]).abs() / points["scale"],
+    )
+    groups = list(points.groupby("series", sort=True))
+    groups += [("all", points)] if len(groups) > 1 else []
+    tests = len(groups)
+    # the fewest points whose all being outside is significant: expected ** n < alpha / tests
+    fewest = math.ceil(math.log(alpha / max(tests, 1)) / math.log(expected) + 1e-9)
+    rows, reasons = [], []
+    for key, group in groups:
+        n, k = len(group), int(group["miss"].sum())
+        p = min(1.0, float(binom.sf(k - 1, n, expected)) * tests)
+        status = "too few" if n < fewest else "drift" if p < alpha else "ok"
+        rows.append(
+            {"series": key, "values": values.get(key, sum(values.values())), "forecasts": n}
+            | {"coverage": 1 - k / n, "misses": k, "MASE": group["error"].mean()}
+            | {"p (adjusted)": p, "status": status}
+        )
+        if status == "drift":
+            reasons.append(
+                f"{key}: {k} of {n} values outside the intervals (expected "
+                f"{expected:.0%}), adjusted p {p:.1e}"
+            )
+    most = max((row["forecasts"] for row in rows), default=0)
+    return {
+        "name": INTERVALS,
+        "status": "drift" if reasons else "ok",
+        "reasons": reasons,
+        "enough": most >= fewest,
+        "needs": f"the interval check needs {fewest} forecasts with known actual values in a "
+        f"series, the most are {most}",
+        "rule": f"A series drifts when more of its values fall outside the served model's "
+        f"prediction intervals (of {coverage:.0%} coverage, nominal or on the test period if "
+        f"lower) than {expected:.0%} explains: a one-sided "
+        f"binomial p below {alpha:g}, Bonferroni-corrected over the {tests} tests. "
+        f"{fewest} one-step forecasts in a series can alarm.",
+        "rows": rows,
+    }
+
+
+def _target(series: dict) -> TargetSpec:
+    """The series' part of problem.yaml as the served model was trained on it."""
+    return TargetSpec(
         name=series["name"],
         timestamp=series["source_timestamp"],
         series_id=series["series_id"],
@@ -132,6 +200,82 @@ def from_file(served, path: Path, last: int | None) -> Recent:
         timestamp_format=series["timestamp_format"],
         covariates=series["covariates"],
     )
+
+
+def stretches(data: pd.DataFrame, target: TargetSpec) -> list[tuple[Part, np.ndarray]]:
+    """The regular stretches of every series in the rows, each with its mask of
+    interpolated steps: a run of more than `max_gap` missing steps (absent rows or empty
+    values) ends a stretch, shorter runs are interpolated as in training. A random sample
+    of the rows is so a set of short stretches, not an error."""
+    rows = pd.DataFrame(
+        {
+            "time": PROBLEM_TYPE.timestamps(data, target),
+            "value": pd.to_numeric(data[target.name], errors="coerce"),
+            "series": PROBLEM_TYPE.series_ids(data, target) if target.series_column else "",
+        }
+    ).dropna()
+    for column in target.covariates:
+        rows[column] = pd.to_numeric(data[column], errors="coerce")
+    offset, result = to_offset(target.frequency), []
+    for key, group in rows.groupby("series", sort=True):
+        group = group.sort_values("time", kind="stable")
+        steps = grid_steps(pd.DatetimeIndex(group["time"]), offset)
+        breaks = np.flatnonzero(np.diff(steps) > target.max_gap + 1) + 1
+        for chunk in np.split(np.arange(len(group)), breaks):
+            stretch = group.iloc[chunk]
+            try:
+                index, values, filled = regularise(
+                    stretch["time"], stretch["value"], target.frequency, target.max_gap
+                )
+            except ValueError as exc:
+                which = f" of {target.series_column} {key!r}" if key else ""
+                raise DataError(f"the series {target.name!r}{which}: {exc}") from exc
+            positions = season_positions(index, target.frequency, target.season_length)
+            known = None
+            if target.covariates:  # on the same steps, as training reads them
+                known = stretch.set_index("time")[target.covariates].reindex(index)
+                known = known.interpolate(limit_direction="both").to_numpy()
+            result.append((Part(key or None, index, values, positions, known), filled))
+    return result
+
+
+def _forecasts(served, part: Part, horizon: int) -> dict:
+    """Forecasts of `horizon` steps from every origin of a stretch after the model's window,
+    with the actual values and the half-widths of the served intervals."""
+    window = served.model.window_
+    origins = np.arange(window, len(part.values) - horizon + 1)
+    forecast, actual = part_backtest(served.model, part, origins, horizon)
+    widths = np.asarray(served.metadata["interval"]["widths"][:horizon])
+    scale = served.metadata["series"].get(str(part.key), served.metadata["scale"])
+    return {
+        "forecast": forecast,
+        "actual": actual,
+        "half": widths * origin_units(part.values, origins, window)[:, None],
+        "scale": np.full(len(origins), scale),
+        "series": [part.key] * len(origins),
+    }
+
+
+def _steps_after_training(parts: list[tuple[Part, np.ndarray]], last: str) -> tuple[dict, float]:
+    """The values and step-to-step changes after the training period, and their share of
+    interpolated steps: what the level and change checks compare with training."""
+    levels, changes, filled = [], [], []
+    for part, interpolated in parts:
+        after = part.dates > pd.Timestamp(last)
+        levels.append(part.values[after & ~interpolated])
+        changes.append(np.diff(part.values)[after[1:]])
+        filled.append(interpolated[after])
+    missing = np.concatenate(filled)
+    values = {"level": np.concatenate(levels), "change": np.concatenate(changes)}
+    return values, float(missing.mean()) if missing.size else 0.0
+
+
+def from_file(served, path: Path, last: int | None) -> Recent:
+    """Forecasts from every origin after the model's window inside each regular stretch of
+    every series, scored against the actual values; and the values, changes and gaps of the
+    steps after the training period. CannotTell when no stretch is long enough."""
+    schema = served.metadata["features"][0]
+    target, data = _target(schema), read_data(path)
     columns = (*target.timestamp_columns, *target.series_columns, *target.covariates, target.name)
     absent = [c for c in columns if c not in data.columns]
     if absent:
@@ -139,42 +283,53 @@ def from_file(served, path: Path, last: int | None) -> Recent:
     data = data.tail(last) if last else data
     if data.empty:
         raise DataError(f"{path}: no rows")
-    frame = series_frame(data, target)
-    filled = frame[FILLED].to_numpy(bool)
-    window, horizon = served.model.window_, target.horizon
-    levels, changes, forecasts, actuals, scales = [], [], [], [], []
-    for part in parts(frame, target):
-        levels.append(part.values)
-        changes.append(np.diff(part.values))
-        origins = np.arange(window, len(part.values) - horizon + 1)
-        if len(origins):
-            forecast, actual = part_backtest(served.model, part, origins, horizon)
-            forecasts.append(forecast)
-            actuals.append(actual)
-            scale = served.metadata["series"].get(str(part.key), served.metadata["scale"])
-            scales.append(np.full(len(origins), scale))
-    if not forecasts:
-        raise DataError(
-            f"{path}: no series has {window + horizon} steps, enough to forecast from "
-            f"({window} of history and a horizon of {horizon})"
+    parts = stretches(data, target)
+    steps = served.model.window_ + target.horizon
+    made = [_forecasts(served, p, target.horizon) for p, _ in parts if len(p.values) >= steps]
+    if not made:
+        raise CannotTell(
+            f"{path}: no stretch of a series has {steps} regular steps to forecast from (the "
+            f"model's window and the horizon), the longest has "
+            f"{max(len(p.values) for p, _ in parts)}: pass a longer stretch, with at most "
+            f"{target.max_gap} missing steps in a row"
         )
-    recent = {"level": np.concatenate(levels)[~filled], "change": np.concatenate(changes)}
-    forecast, actual = np.concatenate(forecasts), np.concatenate(actuals)
-    source = {
-        "kind": "file",
-        "path": str(path),
-        "description": f"{len(data)} rows",
-        "predictions": "the current model",
-    }
-    predictions = Predictions(forecast, np.concatenate(scales))
+    forecast, actual, half, scale = (
+        np.concatenate([m[name] for m in made]) for name in ("forecast", "actual", "half", "scale")
+    )
+    series = [key for m in made for key in m["series"]]
+    points = pd.DataFrame(
+        {"series": series, "actual": actual[:, 0], "forecast": forecast[:, 0]}
+        | {"lower": forecast[:, 0] - half[:, 0], "upper": forecast[:, 0] + half[:, 0]}
+        | {"scale": scale}
+    )
+    counts = {"the series" if p.key is None else str(p.key): len(p.values) for p, _ in parts}
+    recent, missing = _steps_after_training(parts, schema["last"])
+    source = {"kind": "file", "path": str(path), "description": f"{len(data)} rows"}
     return _recent(
         recent,
-        float(filled.mean()),
+        missing,
         forecast.ravel().tolist(),
         len(forecast),
-        source,
-        actual,
-        predictions,
+        source | {"predictions": "the current model"},
+        (actual, Predictions(forecast, scale)),
+        partial(interval_check, points, counts, expected_coverage(served)),
+    )
+
+
+def _recent(values, missing_rate, outputs, forecasts, source, labelled, decides) -> Recent:
+    """The recent values ("level") and changes ("change") with the share of missing steps,
+    the values of `forecasts` forecasts (the steps of one forecast move together, so the
+    test counts forecasts), the errors where actual values are known, and the interval
+    check, where they are."""
+    columns = {name: pd.Series(series, dtype=float) for name, series in values.items()}
+    return Recent(
+        columns=columns,
+        outputs=outputs,
+        source=source,
+        output_rows=forecasts,
+        missing=dict.fromkeys(columns, missing_rate),
+        labelled=labelled if labelled[0].size else None,
+        decides=decides,
     )
 
 
@@ -196,22 +351,29 @@ def _forecast_again(served, records: list[dict], log_path: Path) -> None:
                 f"{log_path}: a history logged at {record['time']} does not fit the "
                 f"current model {served.version}: {exc}"
             ) from exc
+        steps = zip(made.timestamps, made.values[0], made.lower[0], made.upper[0], strict=True)
         record["forecast"] = [
-            {"timestamp": stamp, "value": value}
-            for stamp, value in zip(made.timestamps, made.values[0].tolist(), strict=True)
+            {"timestamp": stamp, "value": float(value), "lower": float(low), "upper": float(up)}
+            for stamp, value, low, up in steps
         ]
 
 
 def from_log(served, records: list[dict], log_path: Path) -> Recent:
     """Values, changes and gaps of the logged histories, the logged forecasts if the served
-    model made them all (else its own), and their errors where later histories tell."""
+    model made them all (else its own), and their errors and interval check where later
+    histories tell the actual values."""
     recent, missing_rate, seen = recent_values(records, served.metadata["features"][0])
     made_by = "the log"
     if {r["model_version"] for r in records} != {served.version}:
         _forecast_again(served, records, log_path)
         made_by = "the current model"
     outputs = [point["value"] for r in records for point in r["forecast"]]
-    actuals, realised = realised_errors(records, seen)
-    predictions = Predictions(realised, served.metadata["scale"])
+    points = realised(records, seen, served.metadata["series"], served.metadata["scale"])
+    predictions = Predictions(points[["forecast"]].to_numpy(float), points["scale"].to_numpy(float))
+    labelled = (points[["actual"]].to_numpy(float), predictions)
+    counts = pd.Series([series for series, _ in seen]).value_counts()
+    counts.index = ["the series" if key is None else str(key) for key in counts.index]
+    coverage = expected_coverage(served)
+    decides = partial(interval_check, points, counts.to_dict(), coverage) if len(points) else None
     source = drift_report.log_source(log_path, records) | {"predictions": made_by}
-    return _recent(recent, missing_rate, outputs, len(records), source, actuals, predictions)
+    return _recent(recent, missing_rate, outputs, len(records), source, labelled, decides)
