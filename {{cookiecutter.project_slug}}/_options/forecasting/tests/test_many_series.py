@@ -148,7 +148,8 @@ def test_a_series_below_the_minimum_names_the_settings_to_change():
         assert setting in message
 
 
-def test_seventeen_years_of_three_sources_train_and_cannot_be_judged(tmp_path_factory, caplog):
+def energy() -> pd.DataFrame:
+    """Seventeen years of generation from three sources: one declines, two grow."""
     rng = np.random.default_rng(7)
     years = np.arange(2001, 2018)
     frame = pd.concat(
@@ -156,18 +157,17 @@ def test_seventeen_years_of_three_sources_train_and_cannot_be_judged(tmp_path_fa
         for name, start, slope in [("coal", 2000, -60), ("gas", 600, 45), ("wind", 100, 40)]
     )
     frame["generation"] += rng.normal(0, 30, len(frame))
+    return frame
+
+
+def use_energy(paths) -> None:
+    target = {"name": "generation", "timestamp": "year", "series_id": "source"}
+    use_file(paths, "energy.csv", energy(), **target, frequency="YE", horizon=2, season_length=1)
+
+
+def test_seventeen_years_of_three_sources_train_and_cannot_be_judged(tmp_path_factory, caplog):
     paths = scratch_project(tmp_path_factory, "yearly")
-    use_file(
-        paths,
-        "energy.csv",
-        frame,
-        name="generation",
-        timestamp="year",
-        series_id="source",
-        frequency="YE",
-        horizon=2,
-        season_length=1,
-    )
+    use_energy(paths)
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
     data.collect(problem, paths.raw, paths.root)
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)

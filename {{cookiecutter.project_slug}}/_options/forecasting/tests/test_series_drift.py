@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli, run_pipeline, scratch_project
-from test_many_series import stores, use_file
+from conftest import quick, run_cli, run_pipeline, scratch_project
+from test_many_series import energy, stores, use_energy, use_file
 
-from {{ cookiecutter.package_name }} import recent_series
-from {{ cookiecutter.package_name }}.config import MonitoringParams
+from {{ cookiecutter.package_name }} import data, evaluate, recent_series, registry, train
+from {{ cookiecutter.package_name }}.config import MonitoringParams, load_params, load_problem
+from {{ cookiecutter.package_name }}.errors import CannotTell
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
@@ -74,7 +75,7 @@ def test_the_interval_check_judges_on_few_points_but_not_on_too_few():
         actual = np.where(misses, 10.0, 0.0)
         return pd.DataFrame(
             {"series": "a", "actual": actual, "forecast": 0.0, "lower": -1.0, "upper": 1.0}
-            | {"scale": 1.0}
+            | {"scale": 1.0, "recent": False}  # values of the training period: no jump rule
         )
 
     four = recent_series.interval_check(points([True] * 4), {"a": 17}, 0.9, thresholds)
@@ -111,3 +112,42 @@ def test_the_report_has_a_row_per_series_and_names_the_one_that_drifted(many, mo
     assert "b: " in report["summary"]
     markdown = sorted((many.root / "reports" / "monitoring").glob("*.md"))[-1].read_text()
     assert "| series" in markdown and "| b " in markdown
+
+
+def test_one_recent_value_far_outside_its_interval_is_a_jump():
+    thresholds = MonitoringParams(alpha=0.01)
+    points = pd.DataFrame(
+        {"series": "a", "actual": [0.0, 0.5, 12.0], "forecast": 0.0, "lower": -1.0}
+        | {"upper": 1.0, "scale": 1.0, "recent": True}
+    )
+    jump = recent_series.interval_check(points, {"a": 17}, 0.9, thresholds)
+    assert jump["status"] == "drift"
+    assert jump["reasons"] == ["a: 1 recent values far outside the intervals (a jump)"]
+    near = points.assign(actual=[0.0, 0.5, 1.5])  # outside, but as a normal error may be
+    assert recent_series.interval_check(near, {"a": 17}, 0.9, thresholds)["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def yearly(tmp_path_factory):
+    """Three sources over 17 years: too few origins for the gate, promoted by hand."""
+    paths = scratch_project(tmp_path_factory, "yearly_drift")
+    use_energy(paths)
+    problem, params = load_problem(paths.problem), quick(load_params(paths.params))
+    data.collect(problem, paths.raw, paths.root)
+    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+    version = train.run(paths.processed, paths.models, problem, params)
+    with pytest.raises(CannotTell):
+        evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    registry.promote(paths.models, version, "too few years for the gate", force=True)
+    return paths
+
+
+def test_a_jump_in_a_short_yearly_series_alarms_and_no_change_does_not(yearly, monkeypatch):
+    frame = energy()
+    code, report = monitor(monkeypatch, yearly.root, frame, "energy.csv")
+    assert code in (0, 3), report["summary"]
+    late = (frame["source"] == "coal") & (frame["year"] >= 2016)  # after training
+    frame.loc[late, "generation"] += 10 * frame.loc[frame["source"] == "coal", "generation"].std()
+    code, report = monitor(monkeypatch, yearly.root, frame, "jumped.csv")
+    assert code == 1, report["summary"]
+    assert "coal: " in report["summary"]

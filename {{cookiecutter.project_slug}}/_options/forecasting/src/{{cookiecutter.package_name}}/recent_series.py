@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from scipy.stats import binom
+from scipy.stats import binom, norm
 
 from . import drift_report
 from .config import MonitoringParams
@@ -115,10 +115,11 @@ def realised(records: list[dict], actuals: dict, scales: dict, scale: float) -> 
                 "lower": point.get("lower", np.nan),  # logs from before intervals lack them
                 "upper": point.get("upper", np.nan),
                 "scale": scales.get(str(series), scale),
+                "recent": True,
             }
             for (series, stamp), point in made.items()
         ],
-        columns=["series", "actual", "forecast", "lower", "upper", "scale"],
+        columns=["series", "actual", "forecast", "lower", "upper", "scale", "recent"],
     )
 
 
@@ -150,6 +151,7 @@ def interval_check(
         miss=~points["actual"].between(points["lower"], points["upper"]),
         error=(points["actual"] - points["forecast"]).abs() / points["scale"],
     )
+    jumps = _jumps(points, coverage, alpha)
     groups = list(points.groupby("series", sort=True))
     groups += [("all", points)] if len(groups) > 1 else []
     tests = len(groups)
@@ -159,17 +161,22 @@ def interval_check(
     for key, group in groups:
         n, k = len(group), int(group["miss"].sum())
         p = min(1.0, float(binom.sf(k - 1, n, expected)) * tests)
-        status = "too few" if n < fewest else "drift" if p < alpha else "ok"
+        far = jumps.get(key, 0)
+        status = (
+            "drift" if far or (n >= fewest and p < alpha) else "ok" if n >= fewest else "too few"
+        )
         rows.append(
             {"series": key, "values": values.get(key, sum(values.values())), "forecasts": n}
             | {"coverage": 1 - k / n, "misses": k, "MASE": group["error"].mean()}
-            | {"p (adjusted)": p, "status": status}
+            | {"p (adjusted)": p, "far outside": far, "status": status}
         )
-        if status == "drift":
+        if n >= fewest and p < alpha:
             reasons.append(
                 f"{key}: {k} of {n} values outside the intervals (expected "
                 f"{expected:.0%}), adjusted p {p:.1e}"
             )
+        if far and key != "all":
+            reasons.append(f"{key}: {far} recent values far outside the intervals (a jump)")
     most = max((row["forecasts"] for row in rows), default=0)
     return {
         "name": INTERVALS,
@@ -182,9 +189,29 @@ def interval_check(
         f"prediction intervals (of {coverage:.0%} coverage, nominal or on the test period if "
         f"lower) than {expected:.0%} explains: a one-sided "
         f"binomial p below {alpha:g}, Bonferroni-corrected over the {tests} tests. "
-        f"{fewest} one-step forecasts in a series can alarm.",
+        f"{fewest} one-step forecasts in a series can alarm. One recent value (after the "
+        "training period) alarms alone when it lies so far outside its interval that a "
+        "normal error of the interval's spread would reach it with a probability below "
+        f"{alpha:g}, Bonferroni-corrected over the recent values: a jump.",
         "rows": rows,
     }
+
+
+def _jumps(points: pd.DataFrame, coverage: float, alpha: float) -> dict[str, int]:
+    """Recent values far outside their intervals, by series ("all" for every series): the
+    half-width of an interval of `coverage` is that many standard errors of a normal error
+    (1.64 at 90%), and a value counts when its two-sided p-value, Bonferroni-corrected over
+    the recent values, is below `alpha`. A level that jumps by many times the spread shows
+    on its first value, before the forecasts catch up and before any distribution test
+    has enough values."""
+    recent = points[points["recent"].astype(bool)]
+    if recent.empty:
+        return {}
+    spread = (recent["upper"] - recent["lower"]) / 2 / norm.ppf((1 + coverage) / 2)
+    z = (recent["actual"] - recent["forecast"]).abs() / spread.where(spread > 0)
+    far = recent[2 * norm.sf(z) * len(recent) < alpha]
+    counts = far["series"].value_counts().to_dict()
+    return counts | ({"all": len(far)} if len(far) else {})
 
 
 def _target(series: dict) -> TargetSpec:
@@ -253,6 +280,7 @@ def _forecasts(served, part: Part, horizon: int) -> dict:
         "half": widths * origin_units(part.values, origins, window)[:, None],
         "scale": np.full(len(origins), scale),
         "series": [part.key] * len(origins),
+        "dates": part.dates[origins],  # of each first forecast step
     }
 
 
@@ -297,10 +325,11 @@ def from_file(served, path: Path, last: int | None) -> Recent:
         np.concatenate([m[name] for m in made]) for name in ("forecast", "actual", "half", "scale")
     )
     series = [key for m in made for key in m["series"]]
+    dates = pd.DatetimeIndex(np.concatenate([m["dates"] for m in made]))
     points = pd.DataFrame(
         {"series": series, "actual": actual[:, 0], "forecast": forecast[:, 0]}
         | {"lower": forecast[:, 0] - half[:, 0], "upper": forecast[:, 0] + half[:, 0]}
-        | {"scale": scale}
+        | {"scale": scale, "recent": dates > pd.Timestamp(schema["last"])}
     )
     counts = {"the series" if p.key is None else str(p.key): len(p.values) for p, _ in parts}
     recent, missing = _steps_after_training(parts, schema["last"])
