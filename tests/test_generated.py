@@ -510,7 +510,7 @@ def test_real_world_series_run_serve_and_monitor(installed, tmp_path, shape):
     """Files shaped like two public data sets, pointed at through problem.yaml alone: the
     pipeline gives a verdict (an inconclusive one is promoted by hand, as an operator
     would), the service answers in the file's own dates with intervals, and the monitor
-    raises no alarm on the file the model learnt from."""
+    raises no alarm on the steps the model learnt from."""
     if problem_type_of(installed) != "forecasting":
         pytest.skip("series files are for the forecasting type")
     python, package = python_of(installed), project_package(installed)
@@ -557,8 +557,10 @@ def test_real_world_series_run_serve_and_monitor(installed, tmp_path, shape):
     finally:
         service.stop()
 
+    learnt = pd.read_parquet(project / "data" / "processed" / "train.parquet")
+    learnt.to_csv(project / "learnt.csv", index=False)  # the steps the model learnt from
     own = subprocess.run(
-        [python, "-m", package, "monitor", "--data", f"data/external/{shape}.csv"],
+        [python, "-m", package, "monitor", "--data", "learnt.csv"],
         cwd=project,
         env=user_env(),
         capture_output=True,

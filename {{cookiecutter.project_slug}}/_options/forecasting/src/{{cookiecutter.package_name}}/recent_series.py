@@ -185,16 +185,22 @@ def interval_check(
         "enough": most >= fewest,
         "needs": f"the interval check needs {fewest} forecasts with known actual values in a "
         f"series, the most are {most}",
-        "rule": f"A series drifts when more of its values fall outside the served model's "
-        f"prediction intervals (of {coverage:.0%} coverage, nominal or on the test period if "
-        f"lower) than {expected:.0%} explains: a one-sided "
-        f"binomial p below {alpha:g}, Bonferroni-corrected over the {tests} tests. "
-        f"{fewest} one-step forecasts in a series can alarm. One recent value (after the "
-        "training period) alarms alone when it lies so far outside its interval that a "
-        "normal error of the interval's spread would reach it with a probability below "
-        f"{alpha:g}, Bonferroni-corrected over the recent values: a jump.",
+        "rule": _interval_rule(coverage, alpha, tests, fewest),
         "rows": rows,
     }
+
+
+def _interval_rule(coverage: float, alpha: float, tests: int, fewest: int) -> str:
+    return (
+        f"A series drifts when more of its values fall outside the served model's "
+        f"prediction intervals (of {coverage:.0%} coverage, nominal or on the test period if "
+        f"lower) than {1 - coverage:.0%} explains: a one-sided binomial p below {alpha:g}, "
+        f"Bonferroni-corrected over the {tests} tests. {fewest} one-step forecasts in a "
+        "series can alarm. One recent value (after the training period) alarms alone when "
+        "it lies so far outside its interval that a normal error of the interval's spread "
+        f"would reach it with a probability below {alpha:g}, Bonferroni-corrected over the "
+        "recent values: a jump."
+    )
 
 
 def _jumps(points: pd.DataFrame, coverage: float, alpha: float) -> dict[str, int]:
