@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench_pipeline import BIN, TEMPLATE, env, run
+from bench_pipeline import env, render, run
 
 BAR_MS = 40.0
 CALLS, WARM_UP = 200, 20
@@ -59,20 +59,7 @@ with TestClient(create_app(settings)) as client:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        run(
-            [
-                str(BIN / "cookiecutter"),
-                str(TEMPLATE),
-                "--no-input",
-                "-o",
-                str(workdir),
-                "problem_type=forecasting",
-                "project_name=bench forecasting",
-            ],
-            cwd=workdir,
-        )
-        project = workdir / "bench-forecasting"
+        project = render("forecasting", Path(tmp))
         run(["make", "setup"], cwd=project)
         run(["make", "pipeline"], cwd=project)
         script = TIMING.replace("{package}", "bench_forecasting")

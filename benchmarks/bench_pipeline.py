@@ -48,7 +48,8 @@ def reset(project: Path) -> None:
         path.unlink()
 
 
-def bench(problem_type: str, workdir: Path) -> dict:
+def render(problem_type: str, workdir: Path) -> Path:
+    """A fresh project of `problem_type` in `workdir`, named after it; returns its root."""
     run(
         [
             str(BIN / "cookiecutter"),
@@ -61,7 +62,11 @@ def bench(problem_type: str, workdir: Path) -> dict:
         ],
         cwd=workdir,
     )
-    project = workdir / f"bench-{problem_type.replace('_', '-')}"  # the slug of the name
+    return workdir / f"bench-{problem_type.replace('_', '-')}"  # the slug of the name
+
+
+def bench(problem_type: str, workdir: Path) -> dict:
+    project = render(problem_type, workdir)
     run(["make", "setup"], cwd=project)
     times = []
     for _ in range(RUNS):

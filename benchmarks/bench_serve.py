@@ -30,6 +30,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench_pipeline import render
+
 TEMPLATE = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROBLEM_TYPES = json.loads((TEMPLATE / "cookiecutter.json").read_text())["problem_type"]
@@ -217,19 +219,7 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def bench(problem_type: str, workdir: Path, duration: float) -> dict:
-    run(
-        [
-            str(BIN / "cookiecutter"),
-            str(TEMPLATE),
-            "--no-input",
-            "-o",
-            str(workdir),
-            f"problem_type={problem_type}",
-            f"project_name=bench {problem_type}",
-        ],
-        cwd=workdir,
-    )
-    project = workdir / f"bench-{problem_type}"
+    project = render(problem_type, workdir)
     package = f"bench_{problem_type}"
     run(["make", "setup"], cwd=project)
     run(["make", "pipeline"], cwd=project)
