@@ -42,7 +42,7 @@ from pandas.tseries.offsets import (
 )
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 EPOCH = pd.Timestamp(0)  # the fixed anchor grid steps are counted from: 1970-01-01, a Thursday
 
@@ -53,6 +53,11 @@ MONTHS_PER_STEP = {
     **dict.fromkeys([YearBegin, YearEnd, BYearBegin, BYearEnd], 12),
 }
 
+
+# The thread pools of the loaded libraries, found once: a forecast limits OpenMP to one
+# thread (a series is small, threads cost more to coordinate than they save), and looking
+# the libraries up again on every request would cost milliseconds.
+OPENMP = ThreadpoolController()
 
 def season_positions(timestamps: pd.DatetimeIndex, frequency: str, season_length: int):
     """Each timestamp's place in the season (0 to season_length - 1), the same for any
@@ -207,7 +212,7 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
             random_state=self.random_state,
         )
         # A series is small: OpenMP threads cost more to coordinate than they save.
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with OPENMP.limit(limits=1, user_api="openmp"):
             self.model_ = model.fit(X, y)
         return self
 
@@ -218,7 +223,7 @@ class LagBoostingForecaster(RegressorMixin, BaseEstimator):
         `future`: the covariates of every forecast step (origins x horizon x covariates)."""
         current = np.asarray(windows, dtype=float)[:, -self.window_ :].copy()
         out = np.empty((len(current), horizon))
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with OPENMP.limit(limits=1, user_api="openmp"):
             for step in range(horizon):
                 place = (positions + step) % self.season_length
                 known = None if future is None else np.asarray(future, dtype=float)[:, step]
