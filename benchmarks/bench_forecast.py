@@ -4,7 +4,8 @@ Renders a forecasting project, `make setup` and `make pipeline` (not timed), the
 the project's own environment, times a forecast of the OpenAPI example (the trained
 horizon, 14 steps on the sample) with the served predictor, and the same request through
 the whole app in process (FastAPI's test client: validation, forecast, response, log).
-Prints median and p95 of 200 calls after 20 warm-up calls beside the bar; gates nothing.
+Prints median and p95 of 200 calls after 20 warm-up calls, the predictor's beside the bar
+(the app's shows what HTTP handling, validation and the log add); gates nothing.
 
     python benchmarks/bench_forecast.py
 """
@@ -29,31 +30,27 @@ from {{package}}.api import Settings, create_app
 from {{package}} import bundle
 from {{package}}.problem_type import PROBLEM_TYPE
 
+def timed(call):
+    for _ in range({WARM_UP}):
+        call()
+    times = []
+    for _ in range({CALLS}):
+        start = time.perf_counter()
+        call()
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return statistics.median(times), times[int(0.95 * len(times))]
+
 served = bundle.load(bundle.resolve(Path("models"), "current"))
+schema = served.metadata["features"]
+example = schema[0]["example"] | {{"horizon": schema[0]["horizon"]}}  # the OpenAPI example
 predictor = PROBLEM_TYPE.predictor(served)
+parsed = PROBLEM_TYPE.request_model(schema, 10_000).model_validate(example)
+alone = timed(lambda: predictor.predict_request(parsed))
 settings = Settings(models_dir=Path("models"), prediction_log_path=Path("logs/bench.jsonl"))
 with TestClient(create_app(settings)) as client:
-    body = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
-    example = body["examples"][0]
-    request = PROBLEM_TYPE.request_model(served.metadata["features"], 10_000)
-    parsed = request.model_validate(example)
-
-    def timed(call):
-        for _ in range({WARM_UP}):
-            call()
-        times = []
-        for _ in range({CALLS}):
-            start = time.perf_counter()
-            call()
-            times.append(1000 * (time.perf_counter() - start))
-        times.sort()
-        return statistics.median(times), times[int(0.95 * len(times))]
-
-    print(json.dumps({{
-        "horizon": example["horizon"],
-        "predictor": timed(lambda: predictor.predict_request(parsed)),
-        "app": timed(lambda: client.post("/v1/predict", json=example)),
-    }}))
+    app = timed(lambda: client.post("/v1/predict", json=example))
+print(json.dumps({{"horizon": example["horizon"], "predictor": alone, "app": app}}))
 """
 
 
@@ -76,10 +73,11 @@ def main() -> None:
     header = f"{'path':<34}{'median':>8}{'p95':>8}{'bar':>6}"
     print(header)
     print("-" * len(header))
-    for name, label in [("predictor", "served predictor"), ("app", "whole app (test client)")]:
-        median, p95 = timings[name]
-        verdict = "ok" if median <= BAR_MS else "OVER"
-        print(f"{label:<34}{median:>8.1f}{p95:>8.1f}{BAR_MS:>6.0f}  {verdict}")
+    median, p95 = timings["predictor"]
+    verdict = "ok" if median <= BAR_MS else "OVER"
+    print(f"{'served predictor':<34}{median:>8.1f}{p95:>8.1f}{BAR_MS:>6.0f}  {verdict}")
+    median, p95 = timings["app"]  # for scale: HTTP handling, validation and the log on top
+    print(f"{'whole app (test client)':<34}{median:>8.1f}{p95:>8.1f}{'-':>6}")
 
 
 if __name__ == "__main__":
