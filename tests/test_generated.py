@@ -505,14 +505,13 @@ REAL_WORLD = {
 }
 
 
+@pytest.mark.parametrize("installed", ["forecasting"], indirect=True)  # the same project
 @pytest.mark.parametrize("shape", list(REAL_WORLD))
 def test_real_world_series_run_serve_and_monitor(installed, tmp_path, shape):
     """Files shaped like two public data sets, pointed at through problem.yaml alone: the
     pipeline gives a verdict (an inconclusive one is promoted by hand, as an operator
     would), the service answers in the file's own dates with intervals, and the monitor
     raises no alarm on the steps the model learnt from."""
-    if problem_type_of(installed) != "forecasting":
-        pytest.skip("series files are for the forecasting type")
     python, package = python_of(installed), project_package(installed)
     project = render("forecasting", tmp_path)
     make, target = REAL_WORLD[shape]
