@@ -59,6 +59,7 @@ MONTHS_PER_STEP = {
 # the libraries up again on every request would cost milliseconds.
 OPENMP = ThreadpoolController()
 
+
 def season_positions(timestamps: pd.DatetimeIndex, frequency: str, season_length: int):
     """Each timestamp's place in the season (0 to season_length - 1), the same for any
     stretch of the series: grid steps since the Unix epoch, modulo the season length. A
