@@ -562,15 +562,15 @@ class Forecasting(ProblemType):
         """The coverage of the prediction intervals by step ahead, and with several series,
         the metrics of each."""
         inside = (y >= candidate.lower) & (y <= candidate.upper)
+        widths = candidate.upper - candidate.lower
         steps = pd.DataFrame(
             {
                 "steps ahead": [str(step) for step in range(1, y.shape[1] + 1)] + ["all"],
                 "nominal coverage": candidate.coverage,
                 "coverage": [*inside.mean(axis=0), inside.mean()],
-                "mean width": [*(candidate.upper - candidate.lower).mean(axis=0), np.nan],
+                "mean width": [*widths.mean(axis=0), widths.mean()],
             }
         )
-        steps.loc[steps.index[-1], "mean width"] = (candidate.upper - candidate.lower).mean()
         tables = {f"Prediction intervals ({candidate.coverage:.0%}) on the test period": steps}
         if candidate.series is not None:
             tables["Metrics per series"] = pd.DataFrame(
