@@ -194,6 +194,32 @@ def models_rollback(
     typer.echo(f"models/current -> {registry.rollback(Paths(root.resolve()).models, reason)}")
 
 
+@models.command("sign")
+def models_sign(
+    versions: Annotated[list[str] | None, typer.Argument(help="Versions to sign.")] = None,
+    every: bool = typer.Option(False, "--all", help="Sign every bundle in models/."),
+    trust: bool = typer.Option(
+        False,
+        "--trust",
+        help="Sign even without a valid signature, for bundles made before signing: check "
+        "them first (the registry log records it).",
+    ),
+    root: Path = ROOT,
+) -> None:
+    """Sign bundles with the current MODEL_SIGNING_KEY: after a key rotation, or bundles
+    made before signing. Their files must match their hashes; unless --trust, their
+    signature must verify under MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_PREVIOUS."""
+    models_dir = Paths(root.resolve()).models
+    if every == bool(versions):
+        raise ProjectError("name the versions to sign, or pass --all")
+    names = registry.bundle_names(models_dir) if every else versions
+    if not names:
+        raise ProjectError(f"no bundles in {models_dir}: run `train`")
+    registry.sign(models_dir, names, trust=trust)
+    for name in names:
+        typer.echo(f"signed {name}")
+
+
 def main() -> None:
     """Entry point: readable logs, and one line instead of a traceback for known errors."""
     logging.basicConfig(

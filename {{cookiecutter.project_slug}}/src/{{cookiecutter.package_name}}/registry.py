@@ -3,7 +3,8 @@
 Every bundle stays in `models/<version>/`; `models/current` names the served one and is
 replaced atomically, so a reader sees the old version or the new one, never half of it.
 `models/registry.jsonl` records each decision (trained, promoted, rejected, inconclusive,
-rolled back); rollback follows it back. Promotion always goes through `promote`.
+rolled back, signed); rollback follows it back. Promotion always goes through `promote`,
+and every version name through `bundle.locate`: a bundle inside `models/`, never a path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from . import bundle
 from .errors import ProjectError
 
-PROMOTED, ROLLED_BACK = "promoted", "rolled_back"
+PROMOTED, ROLLED_BACK, SIGNED = "promoted", "rolled_back", "signed"
 REJECTED, INCONCLUSIVE = "rejected", "inconclusive"  # gate verdicts that promote nothing
 
 
@@ -83,7 +84,7 @@ def promote(models_dir: Path, version: str, reason: str, force: bool = False, **
     """Point `current` at `version` after verifying it; it must have passed the gate.
 
     `details` (metric, scores) go into the registry log with the reason."""
-    bundle.verify(models_dir / version)
+    bundle.verify(bundle.locate(models_dir, version))
     report = evaluation(models_dir, version)
     if not force and not (report and verdict(report) == "passed"):
         raise ProjectError(
@@ -101,7 +102,26 @@ def rollback(models_dir: Path, reason: str) -> str:
     if len(stack) < 2 or stack[-1] != current:
         raise ProjectError("nothing to roll back to: no earlier promoted version in the registry")
     previous = stack[-2]
-    bundle.verify(models_dir / previous)
+    bundle.verify(bundle.locate(models_dir, previous))
     bundle.set_pointer(models_dir, "current", previous)
     bundle.log_event(models_dir, ROLLED_BACK, previous, reason=reason, replaced=current)
     return previous
+
+
+def sign(models_dir: Path, versions: list[str], trust: bool = False) -> None:
+    """Sign `versions` with the current key, once all of them are checked: their files must
+    match their hashes and, unless `trust`, their signature must verify under the current
+    or the previous key. `trust` is for bundles made before signing; the log records it."""
+    check = bundle.verify_files if trust else bundle.verify
+    checked = [(version, check(bundle.locate(models_dir, version))) for version in versions]
+    for version, metadata in checked:
+        bundle.sign(models_dir / version, metadata)
+        bundle.log_event(
+            models_dir, SIGNED, version, trusted=trust, content_sha256=metadata["content_sha256"]
+        )
+
+
+def bundle_names(models_dir: Path) -> list[str]:
+    """The folder names of every bundle in `models_dir`, sorted."""
+    names = (path.parent.name for path in models_dir.glob(f"*/{bundle.METADATA}"))
+    return sorted(name for name in names if bundle.VERSION_NAME.fullmatch(name))

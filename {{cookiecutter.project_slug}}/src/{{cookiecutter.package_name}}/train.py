@@ -44,6 +44,7 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         models_dir, trained.model, trained.baseline, metadata, trained.reference, trained.onnx
     )
     bundle.set_pointer(models_dir, "candidate", version)
-    bundle.log_event(models_dir, "trained", version, cv=trained.cv)
+    digest = bundle.read_metadata(models_dir / version)["content_sha256"]
+    bundle.log_event(models_dir, "trained", version, cv=trained.cv, content_sha256=digest)
     log.info("saved bundle %s", models_dir / version)
     return version
