@@ -23,10 +23,15 @@ def add_routes(app: FastAPI, served: ServedModel, key: ApiKey, telemetry: Teleme
 
     @app.get("/ready")
     async def ready():
-        """Readiness: the model is loaded and its hashes verified."""
-        if served.predictor is None:
-            return JSONResponse({"status": "not ready", "reason": served.reason}, 503)
-        return {"status": "ready", "model_version": served.predictor.version}
+        """Readiness: the model is loaded, its hashes and signature verified, and its
+        bundle is still there."""
+        if reason := served.not_ready():
+            return JSONResponse({"status": "not ready", "reason": reason}, 503)
+        return {
+            "status": "ready",
+            "model_version": served.predictor.version,
+            "content_sha256": served.digest,
+        }
 
     @app.get("/v1/model", dependencies=key.for_clients())
     async def model_card(predictor: Annotated[Predictor, Depends(served.ready)]) -> dict:

@@ -12,7 +12,8 @@ from ..models import ServedModel
 def add_routes(app: FastAPI, served: ServedModel, key: ApiKey) -> None:
     @app.post("/v1/reload", dependencies=key.for_clients())
     async def reload_model() -> JSONResponse:
-        """Serve the bundle `models/current` names now, instead of at the next check."""
+        """Serve the bundle `models/current` names now, instead of at the next check.
+        `changed` says whether the served content changed, whatever the version's name."""
         try:
             changed = await served.reload()
         except Exception as exc:
