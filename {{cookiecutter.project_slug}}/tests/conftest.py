@@ -1,3 +1,4 @@
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,14 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key():
+    """One model signing key for the session, so bundles copied to another root verify."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODEL_SIGNING_KEY", secrets.token_hex(32))
+        yield
 
 
 @pytest.fixture

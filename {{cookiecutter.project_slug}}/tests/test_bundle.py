@@ -50,3 +50,15 @@ def test_a_failed_save_leaves_no_partial_bundle(project, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         bundle.save(project.models, object(), object(), {}, {})
     assert list(project.models.iterdir()) == []
+
+
+def test_a_pointer_holds_a_version_name_or_is_refused_in_one_line(project):
+    project.models.mkdir()
+    pointer = project.models / "current"
+    pointer.write_bytes(b"\xff\xfe\n")
+    with pytest.raises(bundle.BundleError, match="is not text"):
+        bundle.read_pointer(project.models, "current")
+    for text in ("../elsewhere", "/tmp/bundle", ".."):
+        pointer.write_text(text + "\n")
+        with pytest.raises(bundle.BundleError, match="not a version name"):
+            bundle.resolve(project.models, "current")

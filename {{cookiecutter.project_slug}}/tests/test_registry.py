@@ -64,3 +64,11 @@ def test_rollback_and_promotion_follow_the_registry_log(two_versions):
     registry.promote(models, second, reason="operator override", force=True)
     assert bundle.read_pointer(models, "current") == second
     assert registry.history(models)[-1]["forced"] is True
+
+
+def test_train_logs_the_content_hash_of_each_bundle(two_versions):
+    models, promoted = two_versions
+    trained = {e["version"]: e for e in registry.history(models) if e["event"] == "trained"}
+    for version in promoted:
+        digest = bundle.verify(models / version)["content_sha256"]
+        assert trained[version]["content_sha256"] == digest
