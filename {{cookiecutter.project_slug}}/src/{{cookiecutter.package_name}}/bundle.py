@@ -218,11 +218,11 @@ def verify(bundle_dir: Path) -> dict:
     signature = path.read_bytes().strip() if path.exists() else b""
     expected = [_signature(key, metadata["content_sha256"]) for key in keys]
     if not any(hmac.compare_digest(signature, each) for each in expected):
+        fix = f"check it and run `models sign {bundle_dir.name} --trust`"
+        if signature:
+            fix = f"set the key it was signed with ({KEY_ENV} or {PREVIOUS_KEY_ENV}), or {fix}"
         state = "has a signature that matches no signing key" if signature else "is not signed"
-        raise BundleError(
-            f"{bundle_dir} {state}: serve it with the key it was signed with ({KEY_ENV}, "
-            f"{PREVIOUS_KEY_ENV}), or check it and run `models sign {bundle_dir.name} --trust`"
-        )
+        raise BundleError(f"{bundle_dir} {state}: {fix}")
     return metadata
 
 
