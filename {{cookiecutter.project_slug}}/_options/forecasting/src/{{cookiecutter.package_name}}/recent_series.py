@@ -321,6 +321,8 @@ def from_file(served, path: Path, last: int | None) -> Recent:
     if data.empty:
         raise DataError(f"{path}: no rows")
     parts = stretches(data, target)
+    if not parts:
+        raise DataError(f"{path}: no row has both a time and a number in {target.name!r}")
     steps = served.model.window_ + target.horizon
     made = [_forecasts(served, p, target.horizon) for p, _ in parts if len(p.values) >= steps]
     if not made:
