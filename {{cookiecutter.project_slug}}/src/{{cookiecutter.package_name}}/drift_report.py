@@ -14,7 +14,7 @@ import re
 import shutil
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +67,19 @@ def log_files(path: Path) -> list[Path]:
     return [rotated[number] for number in sorted(rotated, reverse=True)] + current
 
 
+def _lines(files: list[Path]) -> Iterator[tuple[Path, int, str]]:
+    """The lines that are not blank, with their file and line number. Bytes that are not
+    UTF-8 are replaced, so that such a line fails to parse like any other bad line."""
+    for file in files:
+        try:
+            with file.open(encoding="utf-8", errors="replace") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        yield file, number, line
+        except OSError as exc:  # unreadable, or rotated away while being read
+            raise DataError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
+
+
 def read_log(
     path: Path, parse: Callable[[str], dict], last: int | None = None, since: datetime | None = None
 ) -> list[dict]:
@@ -84,20 +97,16 @@ def read_log(
         )
     records: deque[dict] = deque(maxlen=last)
     lines, skipped, problem = 0, 0, ""
-    for file in files:
-        with file.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                lines += 1
-                try:
-                    record = parse(line)
-                except (ValueError, KeyError, TypeError) as exc:
-                    skipped += 1  # e.g. a line cut short while the service was writing it
-                    problem = problem or f"{file.name} line {number}: {type(exc).__name__} {exc}"
-                    continue
-                if since is None or record["time"] >= as_utc(since):
-                    records.append(record)
+    for file, number, line in _lines(files):
+        lines += 1
+        try:
+            record = parse(line)
+        except (ValueError, KeyError, TypeError) as exc:
+            skipped += 1  # e.g. a line cut short while the service was writing it
+            problem = problem or f"{file.name} line {number}: {type(exc).__name__} {exc}"
+            continue
+        if since is None or record["time"] >= as_utc(since):
+            records.append(record)
     if lines and skipped == lines:
         raise DataError(
             f"{path}: none of its {lines} lines is a prediction record of this service "
