@@ -208,6 +208,7 @@ def test_dockerignore_keeps_local_state_out(project):
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", "data", "reports", "logs", "models", ".env"} <= ignored
+    assert ".model-signing-key" in ignored
     assert not ignored & {"src", "pyproject.toml", "README.md", "LICENSE"}
     assert "configs" in ignored  # a source there may name a database; the service needs none
 
