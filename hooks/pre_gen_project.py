@@ -2,6 +2,9 @@
 
 On a bad answer: print one line that names the field, the value, the rule and a good
 example, then exit 1 (cookiecutter then removes the half-made project directory).
+project_slug is checked earlier too, by the ``checked_slug`` filter of local_extensions.py
+while the answers are read: by the time this hook runs, cookiecutter has already made the
+project folder and its parents, which a slug such as 'a/b' would leave behind.
 Standard library only. Answers are read through ``tojson`` so that quotes, backslashes
 and newlines cannot break this file.
 """

@@ -63,8 +63,12 @@ def assert_python_compiles(project: Path) -> None:
 
 
 @pytest.fixture
-def bake(cookies):
-    """Render the template in-process; returns the pytest-cookies result."""
+def bake(cookies, monkeypatch):
+    """Render the template in-process; returns the pytest-cookies result.
+
+    pytest-cookies reads the answers without putting the template on sys.path, as
+    cookiecutter and cruft do, so the template's local Jinja extension is put there."""
+    monkeypatch.syspath_prepend(str(TEMPLATE_DIR))
 
     def _bake(**answers):
         return cookies.bake(extra_context=checked(answers), template=str(TEMPLATE_DIR))

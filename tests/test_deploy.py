@@ -46,6 +46,7 @@ def test_manifests_match_the_kubernetes_schemas(project):
         "service.yaml",
         "hpa.yaml",
         "models-pvc.yaml",
+        "networkpolicy.yaml",
     }
     version = kubernetes_validate.latest_version()
     for path in paths:
@@ -86,12 +87,60 @@ def test_deployment_probes_resources_and_secret(project):
     assert {"cpu", "memory"} <= api["resources"]["requests"].keys()
     assert {"cpu", "memory"} <= api["resources"]["limits"].keys()
     env = {item["name"]: item for item in api["env"]}
-    secret = env["SERVICE_API_KEY"]["valueFrom"]["secretKeyRef"]
-    assert secret["optional"] is True
     assert not any("value" in item and SECRET_WORDS.search(name) for name, item in env.items())
     mounts = {m["mountPath"]: m for m in api["volumeMounts"]}
     assert mounts["/app/models"]["readOnly"] is True
     assert api["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_both_keys_come_from_required_secrets(project):
+    env = {item["name"]: item for item in container(project)["env"]}
+    expected = {
+        "SERVICE_API_KEY": ("my-ml-project-api-key", "api-key"),
+        "MODEL_SIGNING_KEY": ("my-ml-project-model-signing-key", "signing-key"),
+    }
+    for variable, (secret, key) in expected.items():
+        reference = env[variable]["valueFrom"]["secretKeyRef"]
+        assert (reference["name"], reference["key"]) == (secret, key)
+        assert reference.get("optional", False) is False, f"{variable} must not be optional"
+
+
+def test_pods_get_no_service_account_token_and_bounded_scratch_volumes(project):
+    pod = manifests(project)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    limits = {v["name"]: v["emptyDir"].get("sizeLimit") for v in pod["volumes"] if "emptyDir" in v}
+    assert limits
+    assert None not in limits.values(), limits
+
+
+def test_the_rotated_prediction_log_fits_its_volume(project):
+    pod = manifests(project)["Deployment"]["spec"]["template"]["spec"]
+    env = {item["name"]: item.get("value") for item in container(project)["env"]}
+    mounts = container(project)["volumeMounts"]
+    [logs] = [m["name"] for m in mounts if m["mountPath"] == "/app/logs"]
+    [size] = [v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if v["name"] == logs]
+    assert env["SERVICE_PREDICTION_LOG_PATH"].startswith("/app/logs/")
+    units = {"Mi": 2**20, "Gi": 2**30}
+    limit = int(size[:-2]) * units[size[-2:]]
+    files = int(env["SERVICE_PREDICTION_LOG_BACKUPS"]) + 1
+    assert files * int(env["SERVICE_PREDICTION_LOG_MAX_BYTES"]) < 0.8 * limit
+
+
+def test_the_network_policy_admits_only_the_ingress_to_the_api_pods(project):
+    resources = manifests(project)
+    policy = resources["NetworkPolicy"]["spec"]
+    labels = resources["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    assert policy["policyTypes"] == ["Ingress"]
+    [rule] = policy["ingress"]
+    [source] = rule["from"]  # namespace AND pod in one entry: both must match
+    assert source["namespaceSelector"]["matchLabels"]
+    assert source["podSelector"]["matchLabels"]
+    assert "ingress" in json.dumps(source)
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    [port] = container(project)["ports"]
+    assert port["name"] == "http"
 
 
 def dockerfile(project: Path) -> list[tuple[str, str]]:
@@ -159,4 +208,11 @@ def test_dockerignore_keeps_local_state_out(project):
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", "data", "reports", "logs", "models", ".env"} <= ignored
-    assert not ignored & {"src", "pyproject.toml", "README.md", "configs", "LICENSE"}
+    assert ".model-signing-key" in ignored
+    assert not ignored & {"src", "pyproject.toml", "README.md", "LICENSE"}
+    assert "configs" in ignored  # a source there may name a database; the service needs none
+
+
+def test_configs_are_not_baked_into_the_image(project):
+    copies = [args for instruction, args in dockerfile(project) if instruction == "COPY"]
+    assert not [args for args in copies if "configs" in args]

@@ -4,6 +4,8 @@ Failures run through the real ``cookiecutter`` command so the test sees the user
 and each one must leave nothing behind in the output directory.
 """
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from conftest import (
     files_of,
     load_pyproject,
     load_yaml_documents,
+    tool,
 )
 from cookiecutter.environment import StrictEnvironment
 
@@ -252,3 +255,97 @@ def test_post_gen_hook_run_again_changes_nothing(bake):
     assert again.returncode == 0, again.stderr
     assert "make pipeline" in again.stdout
     assert {path: path.read_bytes() for path in files_of(project)} == before
+
+
+def tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def template_repository(tmp_path: Path) -> Path:
+    """A git copy of the template, as cruft needs one."""
+    template = tmp_path / "template"
+    shutil.copytree(
+        TEMPLATE_DIR,
+        template,
+        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "demo"),
+    )
+    git = ["git", "-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
+    for command in (["init", "--quiet"], ["add", "-A"], ["commit", "--quiet", "-m", "template"]):
+        subprocess.run([*git, *command], cwd=template, check=True, capture_output=True)
+    return template
+
+
+def render_with(runner: str, tmp_path: Path, slug: str) -> subprocess.CompletedProcess:
+    """Render into tmp_path/out with cookiecutter's command, its Python API or cruft."""
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    config = tmp_path / "cookiecutter-config.yaml"
+    config.write_text(f"replay_dir: {json.dumps(str(tmp_path / 'replay'))}\n", encoding="utf-8")
+    if runner == "cookiecutter":
+        command = [
+            tool("cookiecutter"),
+            str(TEMPLATE_DIR),
+            "--no-input",
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(output_dir),
+            f"project_slug={slug}",
+        ]
+    elif runner == "api":
+        code = (
+            "import sys; from cookiecutter.main import cookiecutter; cookiecutter(sys.argv[1], "
+            "no_input=True, output_dir=sys.argv[2], config_file=sys.argv[3], "
+            "extra_context={'project_slug': sys.argv[4]})"
+        )
+        arguments = [str(TEMPLATE_DIR), str(output_dir), str(config), slug]
+        command = [sys.executable, "-c", code, *arguments]
+    else:
+        command = [
+            tool("cruft"),
+            "create",
+            str(template_repository(tmp_path)),
+            "--no-input",
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(output_dir),
+            "--extra-context",
+            json.dumps({"project_slug": slug}),
+        ]
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+@pytest.mark.parametrize("runner", ["cookiecutter", "api", "cruft"])
+@pytest.mark.parametrize("slug", ["a/b", "../escaped", "{absolute}/x"])
+def test_a_slug_that_is_a_path_is_refused_before_anything_is_written(tmp_path, runner, slug):
+    """cookiecutter makes the project folder and its parents before the pre_gen hook runs;
+    the check while reading the answers must come first and leave nothing anywhere."""
+    slug = slug.format(absolute=tmp_path / "absolute")
+    work = tmp_path / "work"
+    work.mkdir()
+    before = tree(tmp_path)
+
+    result = render_with(runner, work, slug)
+
+    assert result.returncode == 1
+    [line] = error_lines(result, "project_slug")
+    assert line.startswith(f"ERROR: project_slug={slug!r} must be 1-64 lowercase letters")
+    assert "Traceback" not in result.stderr
+    template = work / "template"  # cruft's copy of the template
+    made = {path for path in tree(tmp_path) - before if template not in (path, *path.parents)}
+    assert made == {work / "out", work / "cookiecutter-config.yaml"}
+
+
+def test_pre_gen_hook_still_refuses_a_slug_that_is_a_path(tmp_path):
+    """A replayed or hand-made context that skips the prompt check still stops at the hook,
+    with the same line."""
+    (tmp_path / "project").mkdir()
+    result = run_hook("pre_gen_project.py", tmp_path / "project", project_slug="a/b")
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ERROR: project_slug='a/b' must be 1-64 lowercase letters")
+    assert EXPLICIT_NAMES_HINT in line

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .problem_type import PROBLEM_TYPE
@@ -48,9 +56,34 @@ class FileSource(_Strict):
 
 
 class SqlSource(_Strict):
+    """A query on a database, whose URL is written here (`url`) or, for any URL holding a
+    password, read at run time from an environment variable (`url_env`)."""
+
     kind: Literal["sql"]
-    url: str = Field(description="A SQLAlchemy URL, e.g. sqlite:///data/external/shop.db.")
+    url: str | None = Field(None, description="A SQLAlchemy URL, e.g. sqlite:///data/shop.db.")
+    url_env: str | None = Field(None, description="The environment variable holding the URL.")
     query: str
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SqlSource:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(
+                "set exactly one of url and url_env (the name of an environment variable "
+                "holding the URL, for a URL with a password)"
+            )
+        return self
+
+    def connection_url(self) -> str:
+        """The URL to connect to, read from the environment when `url_env` names it."""
+        if self.url is not None:
+            return self.url
+        url = os.environ.get(self.url_env, "")
+        if not url:
+            raise ConfigError(
+                f"problem.yaml: source.url_env: the environment variable {self.url_env} is "
+                "not set; set it to the database URL"
+            )
+        return url
 
 
 Source = Annotated[SampleSource | FileSource | SqlSource, Field(discriminator="kind")]

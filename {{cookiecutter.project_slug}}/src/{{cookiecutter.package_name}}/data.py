@@ -53,7 +53,7 @@ def load_source(source: SampleSource | FileSource | SqlSource, root: Path) -> pd
 
     import sqlalchemy
 
-    url = sqlalchemy.engine.make_url(source.url)
+    url = sqlalchemy.engine.make_url(source.connection_url())
     if (
         url.drivername.startswith("sqlite")
         and url.database
@@ -120,7 +120,7 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
 
     if target.exists():
         existing = sha256_file(target)
-        if existing == digest and manifest_path.exists():
+        if existing == digest and recorded_sha256(manifest_path) == digest:
             staged.unlink()
             log.info("raw data unchanged (sha256 %s…); nothing to collect", digest[:12])
             return json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -159,10 +159,32 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
     return manifest
 
 
+def recorded_sha256(manifest_path: Path) -> str | None:
+    """The sha256 of the snapshot as `collect` wrote it in the manifest, None without one."""
+    try:
+        return json.loads(manifest_path.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_raw(raw_dir: Path) -> pd.DataFrame:
-    path = raw_dir / RAW_FILE
+    """The snapshot `collect` took, after checking that it has not changed since: its
+    sha256 must be the one in the manifest."""
+    path, manifest_path = raw_dir / RAW_FILE, raw_dir / MANIFEST_FILE
     if not path.exists():
         raise DataError(f"{path} does not exist: run `collect` first")
+    recorded, actual = recorded_sha256(manifest_path), sha256_file(path)
+    if recorded is None:
+        raise DataError(
+            f"{manifest_path} is missing or unreadable, so {path.name} cannot be checked: run "
+            "`collect --force` to take a new snapshot with its manifest (the old one is archived)"
+        )
+    if actual != recorded:
+        raise DataError(
+            f"{path} changed after `collect`: its sha256 {actual[:12]}… is not the manifest's "
+            f"{recorded[:12]}…; run `collect --force` to take a new snapshot (the changed file "
+            "is archived)"
+        )
     return pd.read_parquet(path)
 
 

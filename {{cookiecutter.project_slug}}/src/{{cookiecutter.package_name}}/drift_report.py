@@ -14,7 +14,7 @@ import re
 import shutil
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,31 +55,65 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def log_files(path: Path) -> list[Path]:
+    """The prediction log and the files rotation made of it, oldest first: `path.N` (the
+    oldest kept) down to `path.1`, then `path` itself."""
+    rotated = {}
+    for candidate in path.parent.glob(f"{path.name}.*"):
+        number = candidate.name.removeprefix(f"{path.name}.")
+        if number.isdigit() and candidate.is_file():
+            rotated[int(number)] = candidate
+    current = [path] if path.is_file() else []
+    return [rotated[number] for number in sorted(rotated, reverse=True)] + current
+
+
+def _lines(files: list[Path]) -> Iterator[tuple[Path, int, str]]:
+    """The lines that are not blank, with their file and line number. Bytes that are not
+    UTF-8 are replaced, so that such a line fails to parse like any other bad line."""
+    for file in files:
+        try:
+            with file.open(encoding="utf-8", errors="replace") as handle:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        yield file, number, line
+        except OSError as exc:  # unreadable, or rotated away while being read
+            raise DataError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
+
+
 def read_log(
     path: Path, parse: Callable[[str], dict], last: int | None = None, since: datetime | None = None
 ) -> list[dict]:
-    """Records of the service's prediction log, optionally the last N or those since a time.
+    """Records of the service's prediction log, optionally the last N or those since a time,
+    read across the rotated files (`log_files`) so that a window may span a rotation.
 
-    `parse` turns one line into a record with at least its "time"."""
-    if not path.exists():
+    `parse` turns one line into a record with at least its "time", and raises ValueError,
+    KeyError or TypeError on a line that is not one."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; --log takes the prediction log file")
+    files = log_files(path)
+    if not files:
         raise DataError(
             f"{path}: no prediction log; serve the model (`make serve`) or pass --data FILE"
         )
     records: deque[dict] = deque(maxlen=last)
-    skipped = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = parse(line)
-            except (ValueError, KeyError, TypeError):
-                skipped += 1  # e.g. a line cut short while the service was writing it
-                continue
-            if since is None or record["time"] >= as_utc(since):
-                records.append(record)
+    lines, skipped, problem = 0, 0, ""
+    for file, number, line in _lines(files):
+        lines += 1
+        try:
+            record = parse(line)
+        except (ValueError, KeyError, TypeError) as exc:
+            skipped += 1  # e.g. a line cut short while the service was writing it
+            problem = problem or f"{file.name} line {number}: {type(exc).__name__} {exc}"
+            continue
+        if since is None or record["time"] >= as_utc(since):
+            records.append(record)
+    if lines and skipped == lines:
+        raise DataError(
+            f"{path}: none of its {lines} lines is a prediction record of this service "
+            f"(first: {problem}); pass the log the service writes, or --data FILE"
+        )
     if skipped:
-        log.warning("%s: skipped %d unreadable lines", path, skipped)
+        log.warning("%s: skipped %d unreadable lines (first: %s)", path, skipped, problem)
     if not records:
         window = f" since {since.isoformat()}" if since else ""
         raise DataError(f"{path}: no prediction records{window}")
@@ -100,12 +134,16 @@ def read_data(path: Path) -> pd.DataFrame:
     """Recent rows from a CSV or Parquet file; with the target column for performance."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; pass a CSV or Parquet file")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise DataError(f"{path}: unsupported file type {suffix!r}; valid choices: .csv, .parquet")
+    if suffix not in {".csv", ".parquet"}:
+        raise DataError(f"{path}: unsupported file type {suffix!r}; valid choices: .csv, .parquet")
+    try:
+        return read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except (ValueError, OSError) as exc:  # empty, binary, cut short: pandas and pyarrow say why
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DataError(f"{path}: not a readable {suffix[1:]} file: {reason}") from exc
 
 
 def _metric(name: str, y: np.ndarray, predictions, reference) -> dict:

@@ -1,6 +1,7 @@
 """Stage 7: has the world moved away from the data the model was trained on?
 
-Recent data come from the service's prediction log, or from a CSV/Parquet file, and are
+Recent data come from the service's prediction log (with the files its rotation keeps,
+oldest first), or from a CSV/Parquet file, and are
 compared with the reference statistics that training stored in the model bundle, check by
 check through the checks of each kind (see `drift`), and the model's outputs with its
 outputs on the training data. Where the truth is known, every metric is compared with the
@@ -9,8 +10,9 @@ of a series) is the problem type's (`PROBLEM_TYPE.recent_from_file`, `recent_fro
 
 The verdict is one of three: drift (exit 1), no drift (exit 0), or not enough data (exit 3)
 when fewer recent units than `monitoring.min_rows` arrived and no check of the type's own
-(`Recent.decides`) can judge. Writing the report is shared
-with every problem type (`drift_report`).
+(`Recent.decides`) can judge. Input that cannot be read (a missing, empty or corrupt file,
+a log with no prediction record) is an error, exit 2, never a verdict. Writing the report
+is shared with every problem type (`drift_report`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ __all__ = ["DEFAULT_LOG", "compare", "read_data", "read_log", "run"]
 
 
 def read_log(path: Path, last: int | None = None, since: datetime | None = None) -> list[dict]:
-    """Records of the service's prediction log, optionally the last N or those since a time,
-    each as `PROBLEM_TYPE.parse_record` reads it."""
+    """Records of the service's prediction log and its rotated files, optionally the last N
+    or those since a time, each as `PROBLEM_TYPE.parse_record` reads it."""
     return drift_report.read_log(path, PROBLEM_TYPE.parse_record, last, since)
 
 

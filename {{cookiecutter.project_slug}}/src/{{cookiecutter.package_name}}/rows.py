@@ -190,6 +190,8 @@ class RowProblemType(ProblemType):
         inputs, outputs = request["instances"], response["predictions"]
         if not isinstance(inputs, list) or len(inputs) != len(outputs):
             raise ValueError("instances and predictions differ in length")
+        if not all(isinstance(row, dict) for row in inputs):
+            raise TypeError("instances are not all objects")
         return {
             "time": as_utc(datetime.fromisoformat(record["time"])),
             "model_version": response["model_version"],

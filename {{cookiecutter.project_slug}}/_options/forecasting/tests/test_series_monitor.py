@@ -167,6 +167,18 @@ def test_actual_values_in_a_file_check_the_forecast_errors(trained_project, tmp_
     assert "forecast errors" in broken["summary"]
 
 
+def test_a_file_without_a_single_number_in_the_series_is_an_error(
+    trained_project, tmp_path, thresholds
+):
+    served = bundle.load(bundle.resolve(trained_project.models, "current"))
+    name, stamp = served.metadata["target"], served.metadata["features"][0]["timestamp"]
+    test = read_processed(trained_project.processed)[1]
+    test[[stamp]].assign(**{name: "n/a"}).to_csv(tmp_path / "words.csv", index=False)
+
+    with pytest.raises(DataError, match=f"no row has both a time and a number in '{name}'"):
+        monitor.run(trained_project.models, tmp_path, thresholds, data_path=tmp_path / "words.csv")
+
+
 def write_log(path, models, requests: list[dict]) -> None:
     """Send the requests to the service; the service writes the log."""
     settings = Settings(models_dir=models, prediction_log_path=path)

@@ -56,8 +56,11 @@ def parse_record(line: str) -> dict:
     """One line of the service's log: the request and response bodies as they were sent."""
     record = json.loads(line)
     history, forecast = record["request"]["history"], record["response"]["forecast"]
-    if len(history["timestamps"]) != len(history["values"]) or not forecast:
-        raise ValueError("a history of unequal lengths or an empty forecast")
+    stamps, values = history["timestamps"], history["values"]
+    if not isinstance(stamps, list) or not isinstance(values, list) or len(stamps) != len(values):
+        raise ValueError("a history without timestamps and values of equal lengths")
+    if not forecast or not all(isinstance(point, dict) for point in forecast):
+        raise ValueError("an empty forecast, or points that are not objects")
     return {
         "time": drift_report.as_utc(datetime.fromisoformat(record["time"])),
         "model_version": record["response"]["model_version"],
@@ -318,6 +321,8 @@ def from_file(served, path: Path, last: int | None) -> Recent:
     if data.empty:
         raise DataError(f"{path}: no rows")
     parts = stretches(data, target)
+    if not parts:
+        raise DataError(f"{path}: no row has both a time and a number in {target.name!r}")
     steps = served.model.window_ + target.horizon
     made = [_forecasts(served, p, target.horizon) for p, _ in parts if len(p.values) >= steps]
     if not made:
