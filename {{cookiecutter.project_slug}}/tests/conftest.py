@@ -13,6 +13,14 @@ from {{ cookiecutter.package_name }}.config import Paths, load_params, load_prob
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def anonymous_service():
+    """Serve without an API key, as `make serve` does, unless a test sets one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SERVICE_ALLOW_ANONYMOUS", "true")
+        yield
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Paths:
     """A scratch project root with this project's configs, so tests never touch data/ or models/."""
