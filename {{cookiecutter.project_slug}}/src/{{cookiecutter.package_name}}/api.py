@@ -26,7 +26,7 @@ from .service.models import ServedModel, read_schema
 from .service.routes import dashboard, health, operations
 from .service.routes.predict import Predict
 from .service.settings import Settings, from_environment
-from .service.telemetry import Telemetry
+from .service.telemetry import Telemetry, longest_string
 
 __all__ = ["Settings", "create_app"]
 
@@ -67,8 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("SERVICE_ALLOW_ANONYMOUS=true: every route is open, no API key is asked")
     schema = read_schema(settings.models_dir)
     served = ServedModel(settings.models_dir, schema)
-    telemetry, key = Telemetry(), ApiKey(settings.api_key)
+    key = ApiKey(settings.api_key)
     PredictRequest = PROBLEM_TYPE.request_model(schema, settings.max_batch_rows)
+    telemetry = Telemetry(longest_string(PredictRequest.model_json_schema()))
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",

@@ -62,7 +62,9 @@ def _as_category(value: object) -> object:
     return value if value is None or isinstance(value, dict | list) else category_text(value)
 
 
-DateValue = Annotated[date, BeforeValidator(_as_date)]
+DateValue = Annotated[
+    date, BeforeValidator(_as_date), Field(json_schema_extra={"maxLength": MAX_DATE_CHARS})
+]
 # Strict: a number is a JSON number, never text or true/false.
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections import deque
 from datetime import datetime, timezone
@@ -22,7 +23,8 @@ class PredictionLog:
     "predictions", ...}}. The request is the body as the client sent it, so the log may hold
     personal data: fields named in `redact` are logged as "[redacted]" (at any depth), and
     string values longer than `max_value_chars` are cut. A body that needs neither is copied
-    into its line unparsed.
+    into its line unparsed; `longest_string`, the longest the request model lets through,
+    tells when no value can need cutting.
 
     The request path only appends to a deque; the writer wakes a few times a second, so
     logging costs neither a thread hand-off nor a write per request. Past `max_bytes` the
@@ -37,11 +39,13 @@ class PredictionLog:
         backups: int,
         max_value_chars: int,
         redact: frozenset[str],
+        longest_string: float = math.inf,
         capacity: int = 100_000,
         interval: float = 0.25,
     ) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
         self.max_value_chars, self.redact = max_value_chars, redact
+        self.may_cut = longest_string > max_value_chars
         self.capacity, self.interval = capacity, interval
         self.pending: deque[tuple[str, bytes, bytes]] = deque()
         self.stopping = threading.Event()
@@ -94,7 +98,7 @@ class PredictionLog:
     def _line(self, stamp: str, request: bytes, response: bytes) -> bytes:
         """The record, spliced from both bodies (JSON already). A raw newline in valid JSON
         can only be whitespace: it is flattened to keep one record per line."""
-        if self.redact or not self._short_strings(request):
+        if self.redact or (self.may_cut and not self._short_strings(request)):
             body = json.dumps(self._clean(json.loads(request)), ensure_ascii=False).encode()
         else:
             body = request.replace(b"\n", b" ").replace(b"\r", b" ")
@@ -128,6 +132,21 @@ class PredictionLog:
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=10)
+
+
+def longest_string(schema: Any) -> float:
+    """The longest string, key or value, that a JSON schema lets through (inf if any)."""
+    if isinstance(schema, list):
+        return max(map(longest_string, schema), default=0)
+    if not isinstance(schema, dict):
+        return 0
+    if schema == {} or schema.get("additionalProperties", False) is not False:
+        return math.inf  # anything, or keys of any length
+    longest = schema.get("maxLength", math.inf) if schema.get("type") == "string" else 0
+    properties = schema.get("properties", {})
+    nested = [*properties.values(), *schema.get("$defs", {}).values()]
+    nested += [schema[word] for word in ("items", "anyOf", "oneOf", "allOf") if word in schema]
+    return max([longest, *map(len, properties), *map(longest_string, nested)])
 
 
 class Metrics:
@@ -171,8 +190,9 @@ class Metrics:
 class Telemetry:
     """Metrics for the process, and the prediction log while the service runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest_string: float) -> None:
         self.metrics = Metrics()
+        self.longest_string = longest_string  # in a valid request: no need to cut shorter
         self.log: PredictionLog | None = None
 
     def open_log(self, settings: Settings) -> None:
@@ -182,6 +202,7 @@ class Telemetry:
             settings.prediction_log_backups,
             settings.prediction_log_max_value_chars,
             settings.redacted_fields,
+            self.longest_string,
         )
 
     def close(self) -> None:
