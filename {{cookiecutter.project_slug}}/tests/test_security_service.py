@@ -194,9 +194,7 @@ def test_an_empty_or_short_api_key_stops_the_service_with_one_line(project, tmp_
         from_environment()
 
 
-def test_serving_without_a_key_takes_an_explicit_setting_and_says_so(
-    project, tmp_path, monkeypatch, caplog
-):
+def test_serving_without_a_key_takes_an_explicit_setting_and_says_so(project, monkeypatch, caplog):
     monkeypatch.delenv("SERVICE_ALLOW_ANONYMOUS")
     monkeypatch.setenv("SERVICE_MODELS_DIR", str(project.models))
     with pytest.raises(SystemExit, match="or SERVICE_ALLOW_ANONYMOUS=true"):
