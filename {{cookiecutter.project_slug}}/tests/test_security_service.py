@@ -228,11 +228,11 @@ def test_a_long_string_gets_a_422_naming_the_field(client, example):
 
 
 def test_the_prediction_log_rotates_by_size_and_keeps_the_set_number_of_backups(example, tmp_path):
-    """Each open-write-close is one drain: a rotation per round, writer-side only."""
+    """Each round (open, write 4 to 6 records, close) drains once and passes the size."""
     path = tmp_path / "predictions.jsonl"
     request = json.dumps(example).encode()
     for written in (4, 5, 6):
-        log = PredictionLog(path, 1024, 2, 10_000, frozenset(), interval=3600)
+        log = PredictionLog(path, 3 * len(request), 2, 10_000, frozenset(), interval=3600)
         for _ in range(written):
             assert log.append("2024-01-01T00:00:00.000+00:00", request, b'{"ok": true}')
         log.close()
