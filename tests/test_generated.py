@@ -593,7 +593,7 @@ def free_port() -> int:
 class Service:
     """The generated project's `make serve`, on a free loopback port, with an API key."""
 
-    key = "cycle-test-key"
+    key = "cycle-test-key-of-16-chars"
 
     def __init__(self, project: Path, venv: Path | None = None) -> None:
         self.port = free_port()

@@ -15,10 +15,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def signing_key():
-    """One model signing key for the session, so bundles copied to another root verify."""
+def environment():
+    """One model signing key for the session, so bundles copied to another root verify; and
+    a service without an API key, as `make serve` runs it, unless a test sets one."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MODEL_SIGNING_KEY", secrets.token_hex(32))
+        patch.setenv("SERVICE_ALLOW_ANONYMOUS", "true")
         yield
 
 

@@ -23,6 +23,8 @@ from {{ cookiecutter.package_name }}.api import Settings, create_app
 from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
+KEY = "a-key-of-16-characters-or-more"
+
 
 @pytest.fixture(scope="module")
 def body(trained_project, tmp_path_factory) -> dict:
@@ -79,11 +81,11 @@ def test_an_oversized_body_gets_a_413(trained_project, tmp_path, body):
 
 
 def test_the_api_key_guards_v1_but_not_health(trained_project, tmp_path, body):
-    settings = settings_for(trained_project, tmp_path, api_key="s3cret")
+    settings = settings_for(trained_project, tmp_path, api_key=KEY)
     with TestClient(create_app(settings)) as client:
         assert client.post("/v1/predict", json=body).status_code == 401
         assert client.get("/v1/model", headers={"X-API-Key": "guess"}).status_code == 401
-        ok = client.post("/v1/predict", json=body, headers={"X-API-Key": "s3cret"})
+        ok = client.post("/v1/predict", json=body, headers={"X-API-Key": KEY})
         assert ok.status_code == 200
         assert client.get("/health").status_code == 200
         assert client.get("/ready").status_code == 200
@@ -240,12 +242,12 @@ def test_the_dashboard_shows_the_model_metrics_drift_and_history(trained_project
         "predictions": {"status": "ok", "psi": 0.01, "reasons": []},
     }
     (reports / "monitoring" / "latest.json").write_text(json.dumps(drift))
-    settings = settings_for(trained_project, tmp_path, reports_dir=reports, api_key="s3cret")
+    settings = settings_for(trained_project, tmp_path, reports_dir=reports, api_key=KEY)
     with TestClient(create_app(settings)) as client:
         assert client.get("/dashboard").status_code == 401
-        client.post("/v1/predict", json=body, headers={"X-API-Key": "s3cret"})
-        page = client.get("/dashboard", auth=("operator", "s3cret"))
-        runbook = client.get("/dashboard/runbook", headers={"X-API-Key": "s3cret"})
+        client.post("/v1/predict", json=body, headers={"X-API-Key": KEY})
+        page = client.get("/dashboard", auth=("operator", KEY))
+        runbook = client.get("/dashboard/runbook", headers={"X-API-Key": KEY})
     assert page.status_code == 200
     html = page.text
     assert bundle.read_pointer(trained_project.models, "current") in html

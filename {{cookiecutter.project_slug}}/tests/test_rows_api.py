@@ -89,6 +89,8 @@ def test_missing_values_and_unseen_categories_are_accepted(client, row, card):
 
 BAD_ROWS = {
     "wrong type": lambda row, card: {**row, feature_of(card, "numeric"): "twelve"},
+    "number as text": lambda row, card: {**row, feature_of(card, "numeric"): "12.5"},
+    "number as boolean": lambda row, card: {**row, feature_of(card, "numeric"): False},
     "missing feature": lambda row, card: {
         k: v for k, v in row.items() if k != feature_of(card, "numeric")
     },
@@ -103,16 +105,22 @@ def test_a_bad_row_gets_a_422_naming_the_field(client, row, card, case):
     response = client.post("/v1/predict", json={"instances": [row, bad]})
     assert response.status_code == 422
     locations = [error["loc"] for error in response.json()["detail"]]
-    named = (set(bad) ^ set(row)) | {k for k in row if bad.get(k) != row[k]}
+    changed = {k for k in row if repr(bad.get(k)) != repr(row[k])}  # False == 0.0 in Python
+    named = (set(bad) ^ set(row)) | changed
     assert any(loc[:3] == ["body", "instances", 1] and loc[3] in named for loc in locations)
 
 
 def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_project):
-    """Values exactly as the CSV spells them: numbers as text, dates as YYYY/MM/DD."""
+    """Categories and dates exactly as the CSV spells them (dates as YYYY/MM/DD); numbers
+    as JSON numbers, since text is no number."""
     with open(mixed_project.root / "data" / "external" / "mixed.csv", newline="") as file:
         complete = [row for row in csv.DictReader(file) if all(row.values())]
+    numeric = {f["name"] for f in card["features"] if f["kind"] == "numeric"}
     names = [f["name"] for f in card["features"]]
-    copied = [{name: row[name] for name in names} for row in complete[:25]]
+    copied = [
+        {name: float(row[name]) if name in numeric else row[name] for name in names}
+        for row in complete[:25]
+    ]
     day = feature_of(card, "datetime")
     assert all("/" in row[day] for row in copied)
     response = client.post("/v1/predict", json={"instances": copied})
@@ -138,11 +146,13 @@ def test_a_request_value_is_read_in_every_form_that_training_reads():
     )
     for code in (3, 3.0, "3", "3.0"):  # a code column with gaps is read as floats: 3.0
         for day in ("2024/01/31", "2024-01-31", "2024.1.31", "2024-01-31 13:45"):
-            row = Row.model_validate({"code": code, "day": day, "amount": "2.5"})
+            row = Row.model_validate({"code": code, "day": day, "amount": 2.5})
             expected = {"code": "3", "day": date(2024, 1, 31), "amount": 2.5}
             assert row.model_dump(by_alias=True) == expected
     with pytest.raises(ValidationError, match="year first"):
         Row.model_validate({"code": 3, "day": "31.01.2024", "amount": 1.0})
+    with pytest.raises(ValidationError, match="valid number"):  # numbers are strict
+        Row.model_validate({"code": 3, "day": "2024-01-31", "amount": "2.5"})
 
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])

@@ -5,9 +5,13 @@ page shows the real inputs, their types and ranges, and a valid example. Run it 
 `make serve`, or `uvicorn {{ cookiecutter.package_name }}.api:create_app --factory`. The
 parts live in `service/`: settings, the served model, the API key, telemetry, middleware
 and routes.
+
+With no SERVICE_API_KEY set, the service refuses to start unless
+SERVICE_ALLOW_ANONYMOUS=true says to serve without one (`make serve` does, for local use).
 """
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -21,10 +25,12 @@ from .service.middleware import RequestGuard
 from .service.models import ServedModel, read_schema
 from .service.routes import dashboard, health, operations
 from .service.routes.predict import Predict
-from .service.settings import Settings
-from .service.telemetry import Telemetry
+from .service.settings import Settings, from_environment
+from .service.telemetry import Telemetry, longest_string
 
 __all__ = ["Settings", "create_app"]
+
+log = logging.getLogger(__name__)
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -41,7 +47,7 @@ def lifespan(settings: Settings, served: ServedModel, telemetry: Telemetry):
     async def run(app: FastAPI):
         served.load()
         if settings.prediction_log:
-            telemetry.open_log(settings.prediction_log_path)
+            telemetry.open_log(settings)
         watcher = None
         if settings.reload_interval > 0:
             watcher = asyncio.create_task(served.watch(settings.reload_interval))
@@ -54,25 +60,32 @@ def lifespan(settings: Settings, served: ServedModel, telemetry: Telemetry):
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for the bundle that `models/current` names."""
-    settings = settings or Settings()
+    """Build the app for the bundle that `models/current` names. Settings default to the
+    environment's; invalid ones end the process with one line saying what is wrong."""
+    settings = settings or from_environment()
+    if settings.api_key is None:
+        log.warning("SERVICE_ALLOW_ANONYMOUS=true: every route is open, no API key is asked")
     schema = read_schema(settings.models_dir)
     served = ServedModel(settings.models_dir, schema)
-    telemetry, key = Telemetry(), ApiKey(settings.api_key)
+    key = ApiKey(settings.api_key)
     PredictRequest = PROBLEM_TYPE.request_model(schema, settings.max_batch_rows)
+    telemetry = Telemetry(longest_string(PredictRequest.model_json_schema()))
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",
         description=f"Predictions of the {PROBLEM_TYPE.name} model. Schema: the current bundle's features.",
         version="1",
+        openapi_url=None,  # served by `openapi.install`, with the docs pages, behind the key
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan(settings, served, telemetry),
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
-    health.add_routes(app, served, key, telemetry)
+    health.add_routes(app, served, key, telemetry, settings.public_metrics)
     Predict(served, PredictRequest, key, telemetry).mount(app)
     operations.add_routes(app, served, key)
     dashboard.add_routes(app, served, key, telemetry, settings)
-    openapi.install(app, PredictRequest, key.required)
+    openapi.install(app, PredictRequest, key, settings.public_docs)
     routes = {route.path for route in app.routes}
     app.add_middleware(
         RequestGuard,

@@ -88,9 +88,11 @@ def render(state, metrics, models_dir: Path, reports_dir: Path) -> str:
 
 
 def runbook(docs_dir: Path) -> str:
+    """docs/runbook.md as a page. Raw HTML in the Markdown is shown as text, not run, and
+    markdown-it renders no javascript: or vbscript: links."""
     path = docs_dir / "runbook.md"
     body = (
-        MarkdownIt().render(path.read_text(encoding="utf-8"))
+        MarkdownIt("commonmark", {"html": False}).render(path.read_text(encoding="utf-8"))
         if path.exists()
         else f"<p>{path} is not deployed with this service.</p>"
     )

@@ -27,6 +27,9 @@ MAX_ABS = 1e15
 # Text features: longer texts are refused (reviews, tickets and messages are far shorter;
 # TF-IDF cost grows with length), and so are empty or whitespace-only ones.
 MAX_TEXT_CHARS = 5000
+# Categories: up to 4 times the longest seen in training, and never less than this.
+MIN_CATEGORY_CHARS = 256
+MAX_DATE_CHARS = 64
 
 
 def _not_blank(text: str) -> str:
@@ -46,6 +49,8 @@ def _as_date(value: object) -> object:
     """A date in any form that training reads (`features.parse_dates`), as a date."""
     if not isinstance(value, str):
         return value
+    if len(value) > MAX_DATE_CHARS:
+        raise ValueError(f"a date has at most {MAX_DATE_CHARS} characters")
     parsed = parse_date(value)
     if parsed is None:
         raise ValueError("not a date: write it year first, such as 2024-01-31 or 2024/01/31")
@@ -57,8 +62,16 @@ def _as_category(value: object) -> object:
     return value if value is None or isinstance(value, dict | list) else category_text(value)
 
 
-DateValue = Annotated[date, BeforeValidator(_as_date)]
-Category = Annotated[str, BeforeValidator(_as_category)]
+DateValue = Annotated[
+    date, BeforeValidator(_as_date), Field(json_schema_extra={"maxLength": MAX_DATE_CHARS})
+]
+# Strict: a number is a JSON number, never text or true/false.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+
+
+def category_chars(categories: list[str]) -> int:
+    """The longest category a request may send for a feature with these categories."""
+    return max(MIN_CATEGORY_CHARS, 4 * max(map(len, categories), default=0))
 
 
 def row_model(schema: list[dict]) -> type[BaseModel]:
@@ -77,23 +90,28 @@ def row_model(schema: list[dict]) -> type[BaseModel]:
             fields[f"f{i}"] = (Text, Field(..., alias=name, description=note))
             continue
         if kind == "numeric":
-            value_type = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+            value_type = Number
             example[name] = round((feature["min"] + feature["max"]) / 2, 4)
-            note = f"number; seen in training from {feature['min']:g} to {feature['max']:g}"
+            note = (
+                "a JSON number, not text or true/false; "
+                f"seen in training from {feature['min']:g} to {feature['max']:g}"
+            )
         elif kind == "categorical":
-            value_type = Category
+            longest = category_chars(feature["categories"])
+            value_type = Annotated[str, BeforeValidator(_as_category), Field(max_length=longest)]
             example[name] = feature["categories"][0]
             note = (
                 f"one of {', '.join(feature['categories'][:20])}"
                 f"{' …' if len(feature['categories']) > 20 else ''}; "
-                "other values are accepted and treated as unseen; a number or true/false is "
-                "read as its text"
+                f"other values of up to {longest} characters are accepted and treated as "
+                "unseen; a number or true/false is read as its text, as training read the CSV"
             )
         else:
             value_type = DateValue
             example[name] = feature["min"]
             note = (
-                "date, year first (2024-01-31, 2024/01/31, optionally with a time); "
+                "date, year first (2024-01-31, 2024/01/31, optionally with a time), up to "
+                f"{MAX_DATE_CHARS} characters; "
                 f"seen in training from {feature['min']} to {feature['max']}"
             )
         fields[f"f{i}"] = (

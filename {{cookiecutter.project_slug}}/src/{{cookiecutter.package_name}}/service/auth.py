@@ -1,4 +1,5 @@
-"""The optional API key (SERVICE_API_KEY), for prediction clients and the dashboard."""
+"""The API key (SERVICE_API_KEY), for prediction clients and operators (the dashboard,
+/metrics and the API documentation)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pydantic import SecretStr
 
 
 class ApiKey:
-    """Compares a given key with the expected one in constant time. Without a key set,
-    every request is let through and no dependency runs at all."""
+    """Compares a given key with the expected one in constant time. Without a key set
+    (SERVICE_ALLOW_ANONYMOUS=true), every request is let through and no dependency runs."""
 
     def __init__(self, secret: SecretStr | None) -> None:
         self.expected = secret.get_secret_value().encode() if secret else None
@@ -35,7 +36,8 @@ class ApiKey:
             raise HTTPException(401, "missing or invalid X-API-Key header")
 
     async def operator(self, request: Request) -> None:
-        """The dashboard takes the key as X-API-Key or as a browser's Basic password."""
+        """Operators send the key as X-API-Key, or as the Basic password of a browser or of
+        Prometheus' `basic_auth`."""
         given = request.headers.get("x-api-key")
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "basic":
@@ -44,8 +46,8 @@ class ApiKey:
         if not self.matches(given):
             raise HTTPException(
                 401,
-                "the dashboard needs the API key",
-                {"WWW-Authenticate": 'Basic realm="dashboard"'},
+                "this page needs the API key, as X-API-Key or as the Basic password",
+                {"WWW-Authenticate": 'Basic realm="operators"'},
             )
 
     def for_clients(self) -> list:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 import time
 
+from starlette.requests import ClientDisconnect
+
 from .telemetry import Metrics
+
+# Not an HTTP status, but the one proxies (nginx) log for a client that went away.
+CLIENT_CLOSED = 499
+
+
+class BodyTooLarge(Exception):
+    """A body sent without a length (chunked) went past the limit while it was read."""
 
 
 def _error(status: int, message: str) -> tuple[dict, dict]:
@@ -17,8 +26,10 @@ def _error(status: int, message: str) -> tuple[dict, dict]:
 
 
 class RequestGuard:
-    """Refuses bodies without a length or over the limit, and counts and times every
-    request by route (unknown paths count as "other") and status."""
+    """Refuses bodies over the limit, and counts and times every request by route (unknown
+    paths count as "other") and status. A body with a Content-Length is refused before it
+    is read; a chunked one is counted as it arrives and refused once past the limit, so it
+    is never buffered whole. A client that leaves before its body is in counts as 499."""
 
     def __init__(self, app, metrics: Metrics, max_body_bytes: int, routes: set[str]) -> None:
         self.app, self.metrics, self.max_body_bytes, self.routes = (
@@ -44,12 +55,17 @@ class RequestGuard:
             await send(message)
 
         try:
-            rejection = self._reject(scope)
+            rejection, chunked = self._reject(scope)
             if rejection:
                 for message in _error(*rejection):
                     await send_status(message)
             else:
-                await self.app(scope, receive, send_status)
+                await self.app(scope, self._limited(receive) if chunked else receive, send_status)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED
+        except BodyTooLarge:  # raised while the route read its body: nothing was sent yet
+            for message in _error(413, f"body is over the limit of {self.max_body_bytes} bytes"):
+                await send_status(message)
         finally:
             count, latency = self._series(route, status)
             count.inc()
@@ -65,12 +81,30 @@ class RequestGuard:
             )
         return self.series[key]
 
-    def _reject(self, scope) -> tuple[int, str] | None:
+    def _reject(self, scope) -> tuple[tuple[int, str] | None, bool]:
+        """A refusal before the body is read, if any, and whether the body is chunked.
+        Without Content-Length or Transfer-Encoding the body is empty (`curl -X POST`)."""
         if scope["method"] not in {"POST", "PUT", "PATCH"}:
-            return None
-        length = dict(scope["headers"]).get(b"content-length")
+            return None, False
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is None:
-            return 411, "a Content-Length header is required"
+            return None, b"transfer-encoding" in headers
         if int(length) > self.max_body_bytes:
-            return 413, f"body of {int(length)} bytes is over the limit of {self.max_body_bytes}"
-        return None
+            message = f"body of {int(length)} bytes is over the limit of {self.max_body_bytes}"
+            return (413, message), False
+        return None, False
+
+    def _limited(self, receive):
+        """`receive` that counts the body's bytes and stops past the limit."""
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise BodyTooLarge
+            return message
+
+        return limited

@@ -1,15 +1,20 @@
-"""The OpenAPI document. POST /v1/predict is not a FastAPI route (see routes.predict), so
-its entry is written here, with the request model built from the bundle's schema."""
+"""The OpenAPI document and its pages. POST /v1/predict is not a FastAPI route (see
+routes.predict), so its entry is written here, with the request model built from the
+bundle's schema. The document shows the training range of every feature: with a key set,
+it and its pages (/docs, /redoc) need the key unless SERVICE_PUBLIC_DOCS=true."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from ..problem_type import PROBLEM_TYPE
+from .auth import ApiKey
 
 COMPONENTS = "#/components/schemas/"
 
@@ -37,6 +42,7 @@ def predict_operation(with_key: bool, description: str) -> dict:
                 "description": "Invalid request: `loc` names the field",
                 **_json("ValidationErrors"),
             },
+            "415": {"description": "The body is not sent as application/json"},
             "503": {"description": "The model is not loaded"},
         },
     }
@@ -48,8 +54,9 @@ def predict_operation(with_key: bool, description: str) -> dict:
     return operation
 
 
-def install(app: FastAPI, request_model: type[BaseModel], with_key: bool) -> None:
-    """Make `app.openapi` build the document once, with the predict entry and its models."""
+def install(app: FastAPI, request_model: type[BaseModel], key: ApiKey, public: bool) -> None:
+    """Make `app.openapi` build the document once, with the predict entry and its models,
+    and serve it at /openapi.json with its pages, behind the key unless `public`."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -62,9 +69,22 @@ def install(app: FastAPI, request_model: type[BaseModel], with_key: bool) -> Non
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
             document["paths"]["/v1/predict"] = {
-                "post": predict_operation(with_key, request_model.__doc__)
+                "post": predict_operation(key.required, request_model.__doc__)
             }
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi
+    guard = [] if public else key.for_operators()
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    async def document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections import deque
 from datetime import datetime, timezone
@@ -11,49 +13,140 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..problem_type import PROBLEM_TYPE
+from .settings import Settings
 
 
 class PredictionLog:
     """Appends one JSON line per request, written in batches by a background thread.
 
+    Each line: {"time", "request": {"instances": [...]}, "response": {"model_version",
+    "predictions", ...}}. The request is the body as the client sent it, so the log may hold
+    personal data: fields named in `redact` are logged as "[redacted]" (at any depth), and
+    string values longer than `max_value_chars` are cut. A body that needs neither is copied
+    into its line unparsed; `longest_string`, the longest the request model lets through,
+    tells when no value can need cutting.
+
     The request path only appends to a deque; the writer wakes a few times a second, so
-    logging costs neither a thread hand-off nor a write per request. Each line:
-    {"time", "request": {"instances": [...]}, "response": {"model_version", "predictions",
-    ...}}, with both bodies exactly as they were sent.
+    logging costs neither a thread hand-off nor a write per request. Past `max_bytes` the
+    writer rotates the file as logging.RotatingFileHandler does: predictions.jsonl.1 is the
+    newest of `backups` older files (with 0 backups the file starts again empty).
     """
 
-    def __init__(self, path: Path, capacity: int = 100_000, interval: float = 0.25) -> None:
-        self.path, self.capacity, self.interval = path, capacity, interval
-        self.pending: deque[bytes] = deque()
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backups: int,
+        max_value_chars: int,
+        redact: frozenset[str],
+        longest_string: float = math.inf,
+        capacity: int = 100_000,
+        interval: float = 0.25,
+    ) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self.max_value_chars, self.redact = max_value_chars, redact
+        self.may_cut = longest_string > max_value_chars
+        self.capacity, self.interval = capacity, interval
+        self.pending: deque[tuple[str, bytes, bytes]] = deque()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.thread.start()
 
-    def append(self, line: bytes) -> bool:
-        """Queue a line; False (and nothing queued) when the writer has fallen behind."""
+    def append(self, stamp: str, request: bytes, response: bytes) -> bool:
+        """Queue a record; False (and nothing queued) when the writer has fallen behind."""
         if len(self.pending) >= self.capacity:
             return False
-        self.pending.append(line)
+        self.pending.append((stamp, request, response))
         return True
 
     def _run(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as handle:
+        handle = self.path.open("ab")
+        try:
             while not self.stopping.wait(self.interval):
-                self._drain(handle)
-            self._drain(handle)
+                handle = self._drain(handle)
+            handle = self._drain(handle)
+        finally:
+            handle.close()
 
-    def _drain(self, handle) -> None:
+    def _drain(self, handle):
         lines = []
         while self.pending:
-            lines.append(self.pending.popleft())
+            lines.append(self._line(*self.pending.popleft()))
         if lines:
             handle.writelines(lines)
             handle.flush()
+        if handle.tell() < self.max_bytes:
+            return handle
+        handle.close()
+        self._rotate()
+        return self.path.open("ab")
+
+    def _rotate(self) -> None:
+        """predictions.jsonl becomes .1, .1 becomes .2, and so on; the oldest is dropped."""
+        for n in range(self.backups - 1, 0, -1):
+            if self._backup(n).exists():
+                self._backup(n).replace(self._backup(n + 1))
+        if self.backups:
+            self.path.replace(self._backup(1))
+        else:
+            self.path.unlink()
+
+    def _backup(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
+
+    def _line(self, stamp: str, request: bytes, response: bytes) -> bytes:
+        """The record, spliced from both bodies (JSON already). A raw newline in valid JSON
+        can only be whitespace: it is flattened to keep one record per line."""
+        if self.redact or (self.may_cut and not self._short_strings(request)):
+            body = json.dumps(self._clean(json.loads(request)), ensure_ascii=False).encode()
+        else:
+            body = request.replace(b"\n", b" ").replace(b"\r", b" ")
+        return b'{"time": "%s", "request": %s, "response": %s}\n' % (
+            stamp.encode(),
+            body,
+            response,
+        )
+
+    def _short_strings(self, body: bytes) -> bool:
+        """Whether no string in the JSON body is longer than the cap: so when the body is
+        shorter, or when no escaped quote splits a string and every quoted run is short
+        (a character takes at least one byte)."""
+        if len(body) <= self.max_value_chars:
+            return True
+        if b'\\"' in body:
+            return False
+        return max(map(len, body.split(b'"')[1::2]), default=0) <= self.max_value_chars
+
+    def _clean(self, value: Any, key: str | None = None) -> Any:
+        if key in self.redact:
+            return "[redacted]"
+        if isinstance(value, dict):
+            return {name: self._clean(item, name) for name, item in value.items()}
+        if isinstance(value, list):
+            return [self._clean(item) for item in value]
+        if isinstance(value, str) and len(value) > self.max_value_chars:
+            return value[: self.max_value_chars] + "…"
+        return value
 
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=10)
+
+
+def longest_string(schema: Any) -> float:
+    """The longest string, key or value, that a JSON schema lets through (inf if any)."""
+    if isinstance(schema, list):
+        return max(map(longest_string, schema), default=0)
+    if not isinstance(schema, dict):
+        return 0
+    if schema == {} or schema.get("additionalProperties", False) is not False:
+        return math.inf  # anything, or keys of any length
+    longest = schema.get("maxLength", math.inf) if schema.get("type") == "string" else 0
+    properties = schema.get("properties", {})
+    nested = [*properties.values(), *schema.get("$defs", {}).values()]
+    nested += [schema[word] for word in ("items", "anyOf", "oneOf", "allOf") if word in schema]
+    return max([longest, *map(len, properties), *map(longest_string, nested)])
 
 
 class Metrics:
@@ -97,12 +190,20 @@ class Metrics:
 class Telemetry:
     """Metrics for the process, and the prediction log while the service runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest_string: float) -> None:
         self.metrics = Metrics()
+        self.longest_string = longest_string  # in a valid request: no need to cut shorter
         self.log: PredictionLog | None = None
 
-    def open_log(self, path: Path) -> None:
-        self.log = PredictionLog(path)
+    def open_log(self, settings: Settings) -> None:
+        self.log = PredictionLog(
+            settings.prediction_log_path,
+            settings.prediction_log_max_bytes,
+            settings.prediction_log_backups,
+            settings.prediction_log_max_value_chars,
+            settings.redacted_fields,
+            self.longest_string,
+        )
 
     def close(self) -> None:
         if self.log:
@@ -110,17 +211,9 @@ class Telemetry:
             self.log = None
 
     def record(self, request_body: bytes, response_body: bytes) -> None:
-        """Log one prediction. Both bodies are JSON already: the line is spliced, not
-        serialised again. A raw newline in valid JSON can only be whitespace: it is
-        flattened to keep one record per line."""
+        """Log one prediction (both bodies are JSON); the writer thread formats the line."""
         if self.log is None:
             return
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        body = request_body.replace(b"\n", b" ").replace(b"\r", b" ")
-        line = b'{"time": "%s", "request": %s, "response": %s}\n' % (
-            stamp.encode(),
-            body,
-            response_body,
-        )
-        if not self.log.append(line):
+        if not self.log.append(stamp, request_body, response_body):
             self.metrics.log_dropped.inc()

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 # Beyond this, values are an error, not an outlier: no real series gets near it.
 MAX_ABS = 1e15
-Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
-Year = Annotated[int, Field(ge=1, le=9999)]  # a timestamp may be a year written as a number
+# Strict: numbers are JSON numbers, never text or true/false.
+Value = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS, le=MAX_ABS)]
+Year = Annotated[int, Field(strict=True, ge=1, le=9999)]  # a year written as a number
+Stamp = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class History(BaseModel):
@@ -38,7 +40,7 @@ class History(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timestamps: list[str | Year]
+    timestamps: list[Stamp | Year]
     values: list[Value | None]
 
     @model_validator(mode="after")
@@ -146,7 +148,13 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
         history=(History, Field(description=f"at least {window} recent steps of the series")),
         horizon=(
             int,
-            Field(horizon, ge=1, le=horizon, description=f"steps to forecast, 1 to {horizon}"),
+            Field(
+                horizon,
+                strict=True,
+                ge=1,
+                le=horizon,
+                description=f"steps to forecast, 1 to {horizon}: a whole JSON number",
+            ),
         ),
     )
 

@@ -15,7 +15,9 @@ from ..models import ServedModel
 from ..telemetry import Telemetry
 
 
-def add_routes(app: FastAPI, served: ServedModel, key: ApiKey, telemetry: Telemetry) -> None:
+def add_routes(
+    app: FastAPI, served: ServedModel, key: ApiKey, telemetry: Telemetry, public_metrics: bool
+) -> None:
     @app.get("/health")
     async def health() -> dict:
         """Liveness: the process answers."""
@@ -47,6 +49,11 @@ def add_routes(app: FastAPI, served: ServedModel, key: ApiKey, telemetry: Teleme
             "fast_path": predictor.fast is not None,
         }
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        include_in_schema=False,
+        dependencies=[] if public_metrics else key.for_operators(),
+    )
     async def prometheus() -> Response:
+        """Prometheus metrics, behind the key unless SERVICE_PUBLIC_METRICS=true."""
         return Response(generate_latest(telemetry.metrics.registry), media_type=CONTENT_TYPE_LATEST)

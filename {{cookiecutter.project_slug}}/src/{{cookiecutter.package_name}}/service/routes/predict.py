@@ -3,13 +3,19 @@
 It is a plain Starlette route: the body is parsed and validated by pydantic-core straight
 from bytes, skipping FastAPI's per-parameter machinery, which would otherwise cost more
 than the prediction. Its OpenAPI entry is written by `service.openapi`.
+
+pydantic-core keeps the last of duplicated JSON keys; the route refuses them instead. A
+body whose colons are no more than the keys validation kept has none; only another body
+(a colon in a value, or a duplicate) is parsed again to look.
 """
 
 from __future__ import annotations
 
 import json
+from functools import cache
+from typing import Any, get_args, get_origin
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -18,6 +24,58 @@ from ...problem_type import PROBLEM_TYPE
 from ..auth import ApiKey
 from ..models import ServedModel
 from ..telemetry import Telemetry
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names a key twice."""
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen.add(key)
+
+
+def duplicate_key(raw: bytes) -> str | None:
+    """The first key a JSON object in `raw` repeats, if any."""
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicates)
+    except DuplicateKey as exc:
+        return exc.args[0]
+    return None
+
+
+@cache
+def _nested(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a request model that may hold objects or lists."""
+    return tuple(name for name, field in model.model_fields.items() if _may_nest(field.annotation))
+
+
+def _may_nest(annotation: Any) -> bool:
+    if annotation is Any or get_origin(annotation) in (list, dict):
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_may_nest(arg) for arg in get_args(annotation))
+
+
+def keys_kept(value: object) -> int:
+    """How many keys a validated body holds, counted through its objects and lists."""
+    if isinstance(value, BaseModel):
+        nested = sum(keys_kept(getattr(value, name)) for name in _nested(type(value)))
+        return len(value.model_fields_set) + nested
+    if isinstance(value, dict):
+        return len(value) + sum(keys_kept(item) for item in value.values())
+    if not isinstance(value, list) or not value:
+        return 0
+    first = value[0]  # validated: every item has the type of the first
+    if not isinstance(first, BaseModel | dict | list):
+        return 0
+    if isinstance(first, BaseModel) and not _nested(type(first)):  # rows: count them fast
+        return sum(len(item.model_fields_set) for item in value)
+    return sum(keys_kept(item) for item in value)
 
 
 class Predict:
@@ -36,6 +94,9 @@ class Predict:
     async def endpoint(self, request: Request) -> Response:
         if self.key.required:
             await self.key.client(request.headers.get("x-api-key"))
+        media_type = request.headers.get("content-type", "").partition(";")[0]
+        if media_type.strip().lower() != "application/json":
+            raise HTTPException(415, "send the body as JSON, with Content-Type: application/json")
         predictor = await self.served.ready()
         raw = await request.body()
         try:
@@ -44,6 +105,13 @@ class Predict:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
+        if raw.count(b":") > keys_kept(body):
+            repeated = duplicate_key(raw)
+            if repeated is not None:
+                message = f"duplicate key {repeated!r}: name each key once per object"
+                raise RequestValidationError(
+                    [{"loc": ("body",), "msg": message, "type": "duplicate_key"}]
+                )
         predictions = predictor.predict_request(body)
         payload = json.dumps(PROBLEM_TYPE.response(predictions, predictor.version)).encode()
         self.telemetry.metrics.count_predictions(
