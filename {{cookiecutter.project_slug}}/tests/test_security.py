@@ -29,7 +29,6 @@ from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 from {{ cookiecutter.package_name }}.service.settings import from_environment
 from {{ cookiecutter.package_name }}.service.telemetry import PredictionLog
 
-
 # Model files: only signed bundles inside models/ are served, by version name.
 
 
