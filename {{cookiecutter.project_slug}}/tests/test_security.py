@@ -265,23 +265,23 @@ UVICORN = [
 
 
 @pytest.fixture(scope="module")
-def service_project(request):
+def trained(request):
     """A trained project with a number, a category and a date (rows), or the series one."""
     name = "trained_project" if PROBLEM_TYPE.name == "forecasting" else "mixed_project"
     return request.getfixturevalue(name)
 
 
 @pytest.fixture(scope="module")
-def example(service_project, tmp_path_factory) -> dict:
-    settings = settings_for(service_project, tmp_path_factory.mktemp("example"))
+def example(trained, tmp_path_factory) -> dict:
+    settings = settings_for(trained, tmp_path_factory.mktemp("example"))
     with TestClient(create_app(settings)) as client:
         schemas = client.get("/openapi.json").json()["components"]["schemas"]
     return schemas["PredictRequest"]["examples"][0]
 
 
 @pytest.fixture
-def client(service_project, tmp_path):
-    with TestClient(create_app(settings_for(service_project, tmp_path))) as client:
+def client(trained, tmp_path):
+    with TestClient(create_app(settings_for(trained, tmp_path))) as client:
         yield client
 
 
@@ -370,11 +370,11 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(service_project, example, tmp_path_factory):
+def server(trained, example, tmp_path_factory):
     """A running service whose body limit is a little over the example's size."""
     limit = max(1024, 2 * len(json.dumps(example)))
     env = {
-        "SERVICE_MODELS_DIR": str(service_project.models),
+        "SERVICE_MODELS_DIR": str(trained.models),
         "SERVICE_PREDICTION_LOG": "false",
         "SERVICE_MAX_BODY_BYTES": str(limit),
     }
@@ -412,9 +412,9 @@ def test_a_client_that_leaves_mid_body_counts_as_a_disconnect_not_a_server_error
     assert "Traceback" not in server.output.read_text()
 
 
-def test_an_empty_or_short_api_key_stops_the_service_with_one_line(service_project, tmp_path, monkeypatch):
+def test_an_empty_or_short_api_key_stops_the_service_with_one_line(trained, tmp_path, monkeypatch):
     output = tmp_path / "output.txt"
-    refused = Server({"SERVICE_MODELS_DIR": str(service_project.models), "SERVICE_API_KEY": ""}, output)
+    refused = Server({"SERVICE_MODELS_DIR": str(trained.models), "SERVICE_API_KEY": ""}, output)
     assert refused.process.wait(timeout=60) != 0
     lines = output.read_text().strip().splitlines()
     assert lines == [
@@ -426,9 +426,9 @@ def test_an_empty_or_short_api_key_stops_the_service_with_one_line(service_proje
         from_environment()
 
 
-def test_serving_without_a_key_takes_an_explicit_setting_and_says_so(service_project, monkeypatch, caplog):
+def test_serving_without_a_key_takes_an_explicit_setting_and_says_so(trained, monkeypatch, caplog):
     monkeypatch.delenv("SERVICE_ALLOW_ANONYMOUS")
-    monkeypatch.setenv("SERVICE_MODELS_DIR", str(service_project.models))
+    monkeypatch.setenv("SERVICE_MODELS_DIR", str(trained.models))
     with pytest.raises(SystemExit, match="or SERVICE_ALLOW_ANONYMOUS=true"):
         create_app()
     monkeypatch.setenv("SERVICE_ALLOW_ANONYMOUS", "true")
@@ -486,12 +486,12 @@ def cut(value, cap: int):
     return value[:cap] + "…" if isinstance(value, str) and len(value) > cap else value
 
 
-def test_the_prediction_log_cuts_long_values_and_redacts_named_fields(service_project, tmp_path, example):
+def test_the_prediction_log_cuts_long_values_and_redacts_named_fields(trained, tmp_path, example):
     cap = max(len(value) for _, value in leaves(example) if isinstance(value, str)) - 1
     number = next(path for path, value in leaves(example) if not isinstance(value, str))
     field = number[: max(i for i, part in enumerate(number) if isinstance(part, str)) + 1]
     settings = settings_for(
-        service_project,
+        trained,
         tmp_path,
         prediction_log_max_value_chars=cap,
         prediction_log_redact=f"{field[-1]}, not_a_field",
@@ -557,8 +557,8 @@ def test_a_chunked_body_is_read_up_to_the_limit_and_refused_past_it(server, exam
 OPERATOR_ROUTES = ["/metrics", "/docs", "/redoc", "/openapi.json"]
 
 
-def test_metrics_and_the_api_documents_need_the_key_unless_made_public(service_project, tmp_path):
-    settings = settings_for(service_project, tmp_path, api_key=KEY)
+def test_metrics_and_the_api_documents_need_the_key_unless_made_public(trained, tmp_path):
+    settings = settings_for(trained, tmp_path, api_key=KEY)
     with TestClient(create_app(settings)) as client:
         for route in OPERATOR_ROUTES:
             assert client.get(route).status_code == 401, route
@@ -566,20 +566,20 @@ def test_metrics_and_the_api_documents_need_the_key_unless_made_public(service_p
             assert client.get(route, auth=("prometheus", KEY)).status_code == 200, route
         assert "/openapi.json" in client.get("/docs", auth=("operator", KEY)).text
         assert client.get("/health").status_code == 200
-    public = settings_for(service_project, tmp_path, api_key=KEY, public_docs=True, public_metrics=True)
+    public = settings_for(trained, tmp_path, api_key=KEY, public_docs=True, public_metrics=True)
     with TestClient(create_app(public)) as client:
         assert all(client.get(route).status_code == 200 for route in OPERATOR_ROUTES)
         assert client.get("/dashboard").status_code == 401
 
 
-def test_the_runbook_page_shows_raw_html_as_text(service_project, tmp_path):
+def test_the_runbook_page_shows_raw_html_as_text(trained, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "runbook.md").write_text(
         "# Runbook\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n"
         "[call](javascript:alert(1)) and [page](https://example.org/runbook)\n"
     )
-    settings = settings_for(service_project, tmp_path, docs_dir=docs)
+    settings = settings_for(trained, tmp_path, docs_dir=docs)
     with TestClient(create_app(settings)) as client:
         page = client.get("/dashboard/runbook").text
     assert "<script>" not in page and "<img" not in page
