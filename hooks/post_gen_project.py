@@ -13,7 +13,7 @@ SLUG = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
 PACKAGE = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
 PROBLEM_TYPE = json.loads(r'''{{ cookiecutter.problem_type | tojson }}''')
 LICENSE = json.loads(r'''{{ cookiecutter.license | tojson }}''')
-INCLUDE_GITHUB_ACTIONS = json.loads(r'''{{ cookiecutter.include_github_actions | tojson }}''')
+CI = json.loads(r'''{{ cookiecutter.ci | tojson }}''')
 # fmt: on
 
 SAMPLE_DATA = {
@@ -48,13 +48,6 @@ UNUSED = {
 }
 
 
-def is_true(answer: object) -> bool:
-    """A boolean answer may arrive as a bool or, from some callers, as text."""
-    if isinstance(answer, str):
-        return answer.strip().lower() in {"1", "true", "t", "yes", "y", "on"}
-    return bool(answer)
-
-
 def apply_problem_type(root: Path, problem_type: str) -> None:
     """Copy ``_options/<problem_type>/`` over the project, then drop every option."""
     options = root / "_options"
@@ -79,9 +72,30 @@ def apply_license(root: Path, license_id: str) -> None:
     shutil.rmtree(licenses, ignore_errors=True)
 
 
-def apply_github_actions(root: Path, include: bool) -> None:
-    if not include:
-        shutil.rmtree(root / ".github", ignore_errors=True)
+# The files of each CI choice, relative to the project root.
+CI_FILES = {"github": ".github", "gitlab": ".gitlab-ci.yml"}
+
+
+def apply_ci(root: Path, ci: str) -> None:
+    """Keep the chosen CI's files (if any) and drop the others'."""
+    for choice, name in CI_FILES.items():
+        if choice != ci:
+            path = root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def in_cruft_update_of_the_old_version(root: Path) -> bool:
+    """True when cruft renders the project as it was, to diff it against the new version.
+
+    `cruft update` renders twice in one temporary folder: the template at the project's
+    recorded commit into `current_template/`, then the new one into `new_template/`,
+    next to the template's clone in `repo/`. Both renders run this hook; only the second
+    prints, so an update shows the message once.
+    """
+    return root.parent.name == "current_template" and (root.parent.parent / "repo").is_dir()
 
 
 def next_steps() -> str:
@@ -89,7 +103,8 @@ def next_steps() -> str:
         [
             f"Created {SLUG}/ for a {PROBLEM_TYPE} problem. Next steps:",
             f"  cd {SLUG}",
-            "  make setup      # create the virtual environment and install",
+            "  make setup      # create the virtual environment and install; writes uv.lock",
+            "  git init && git add -A && git commit -m 'New project'   # uv.lock included",
             "  make pipeline   # collect, EDA, train and evaluate on the sample data",
             "  make serve      # serve the model that passed the gate, docs at /docs",
             f"The sample data is {SAMPLE_DATA.get(PROBLEM_TYPE, 'bundled with the project')}.",
@@ -103,8 +118,9 @@ def main() -> None:
     apply_problem_type(root, PROBLEM_TYPE)
     drop_unused(root, PROBLEM_TYPE, PACKAGE)
     apply_license(root, LICENSE)
-    apply_github_actions(root, is_true(INCLUDE_GITHUB_ACTIONS))
-    print(next_steps())
+    apply_ci(root, CI)
+    if not in_cruft_update_of_the_old_version(root):
+        print(next_steps())
 
 
 if __name__ == "__main__":

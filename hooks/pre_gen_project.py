@@ -26,6 +26,7 @@ ANSWERS = {
     "problem_type": json.loads(r'''{{ cookiecutter.problem_type | tojson }}'''),
     "python_version": json.loads(r'''{{ cookiecutter.python_version | tojson }}'''),
     "license": json.loads(r'''{{ cookiecutter.license | tojson }}'''),
+    "ci": json.loads(r'''{{ cookiecutter.ci | tojson }}'''),
 }
 # fmt: on
 
@@ -42,6 +43,7 @@ PROBLEM_TYPES = (
 )
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
+CI_CHOICES = ("github", "gitlab", "none")
 # Not in the standard library list, but importing them would still go wrong.
 RESERVED_PACKAGES = {"test", "tests", "src", "setup", "site", "conftest"}
 
@@ -83,6 +85,8 @@ def main() -> None:
         fail("python_version", f"must be one of {', '.join(PYTHON_VERSIONS)}", "3.12")
     if ANSWERS["license"] not in LICENSES:
         fail("license", f"must be one of {', '.join(LICENSES)}", "MIT")
+    if ANSWERS["ci"] not in CI_CHOICES:
+        fail("ci", f"must be one of {', '.join(CI_CHOICES)}", "github")
 
 
 if __name__ == "__main__":

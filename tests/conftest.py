@@ -21,6 +21,7 @@ ANSWER_KEYS = frozenset(key for key in QUESTIONS if not key.startswith("_"))
 PROBLEM_TYPES = tuple(QUESTIONS["problem_type"])
 LICENSES = tuple(QUESTIONS["license"])
 PYTHON_VERSIONS = tuple(QUESTIONS["python_version"])
+CI_CHOICES = tuple(QUESTIONS["ci"])
 BIN_DIR = Path(sys.executable).parent
 
 

@@ -56,6 +56,7 @@ OUT_OF_CHOICE_ANSWERS = [
     ("python_version", "3.14"),
     ("problem_type", "clustering"),
     ("license", "GPL-3.0-only"),
+    ("ci", "travis"),
 ]
 
 
@@ -118,12 +119,13 @@ def test_explicit_names_rescue_an_unusable_project_name(run_cli):
     assert (run_cli.output_dir / "robot" / "src" / "robot" / "problem_type.py").is_file()
 
 
-def test_github_actions_answered_no_on_the_command_line_drops_github_dir(run_cli):
-    result = run_cli(project_slug="no-ci", include_github_actions="no")
+def test_ci_none_on_the_command_line_leaves_no_ci_files(run_cli):
+    result = run_cli(project_slug="no-ci", ci="none")
 
     assert result.returncode == 0, result.stderr
     assert (run_cli.output_dir / "no-ci" / "README.md").is_file()
     assert not (run_cli.output_dir / "no-ci" / ".github").exists()
+    assert not (run_cli.output_dir / "no-ci" / ".gitlab-ci.yml").exists()
 
 
 @pytest.mark.parametrize(
@@ -245,7 +247,7 @@ def test_pre_gen_hook_rejects_choices_outside_the_lists(tmp_path, field, value):
 
 
 def test_post_gen_hook_run_again_changes_nothing(bake):
-    result = bake(include_github_actions=False, license="Apache-2.0")
+    result = bake(ci="gitlab", license="Apache-2.0")
     project = result.project_path
     before = {path: path.read_bytes() for path in files_of(project)}
     answers = {key: value for key, value in result.context.items() if key in ANSWER_KEYS}

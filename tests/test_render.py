@@ -3,7 +3,7 @@
 Each rendered project must hold exactly the chosen options' files, no Jinja residue, and
 be valid: Python compiles with no function over 60 lines, TOML and YAML parse, ruff
 passes with the project's own configuration (complexity included), and the CI workflow
-matches GitHub's schema.
+files match their schemas (GitHub's or GitLab's).
 """
 
 import ast
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CI_CHOICES,
     LICENSES,
     PROBLEM_TYPES,
     PYTHON_VERSIONS,
@@ -31,16 +32,32 @@ LICENSE_TITLES = {
     "BSD-3-Clause": "BSD 3-Clause License",
     "Apache-2.0": "Apache License",
 }
-WORKFLOW = Path(".github/workflows/ci.yml")
+# The files each `ci` answer leaves, and the check-jsonschema builtin schema (SchemaStore's,
+# vendored in the package, so the check runs offline) that each must match.
+CI_FILES = {
+    "github": {
+        Path(".github/workflows/ci.yml"): "vendor.github-workflows",
+        Path(".github/workflows/release.yml"): "vendor.github-workflows",
+    },
+    "gitlab": {Path(".gitlab-ci.yml"): "vendor.gitlab-ci"},
+    "none": {},
+}
+# Braces that belong to the generated files' own tools, not to cookiecutter: GitHub
+# expressions, docker-inspect Go templates and docker/metadata-action's tag patterns.
+FOREIGN_BRACES = re.compile(
+    r"\$\{\{ [^{}]+ \}\}"  # ${{ github.actor }}
+    r"|\{\{\.[A-Za-z.]+\}\}"  # {{.State.Status}}
+    r"|\{\{(?:version|major|minor)\}\}"  # type=semver,pattern={{version}}
+)
 
 COMBINATIONS = [
     pytest.param(
-        {"problem_type": problem_type, "license": license_id, "include_github_actions": ci},
-        id=f"{problem_type}-{license_id}-{'ci' if ci else 'no-ci'}",
+        {"problem_type": problem_type, "license": license_id, "ci": ci},
+        id=f"{problem_type}-{license_id}-{ci}",
     )
     for problem_type in PROBLEM_TYPES
     for license_id in LICENSES
-    for ci in (True, False)
+    for ci in CI_CHOICES
 ]
 
 
@@ -135,9 +152,8 @@ def check_project(result) -> Path:
         text = license_file.read_text(encoding="utf-8")
         assert LICENSE_TITLES[context["license"]] in text
         assert f"Copyright (c) {context['author_name']}" in text
-    assert (project / WORKFLOW).is_file() == context["include_github_actions"]
-    if not context["include_github_actions"]:
-        assert not (project / ".github").exists()
+    ci_files = {path for path in relative if path.parts[0] in {".github", ".gitlab-ci.yml"}}
+    assert ci_files == set(CI_FILES[context["ci"]]), f"CI files for ci={context['ci']}"
 
     # No Jinja left, and every file parses.
     texts = text_files(project)
@@ -147,7 +163,8 @@ def check_project(result) -> Path:
         for marker in JINJA_RESIDUE
         # The service's own Jinja templates are copied unrendered (_copy_without_render);
         # they may hold Jinja syntax, but nothing of cookiecutter's.
-        if marker in text and (path.parent.name != "templates" or marker == "cookiecutter.")
+        if marker in FOREIGN_BRACES.sub("", text)
+        and (path.parent.name != "templates" or marker == "cookiecutter.")
     ]
     assert not residue, f"unrendered template markers: {residue}"
     # pre-commit's end-of-file-fixer would rewrite these on the user's first commit.
@@ -169,16 +186,8 @@ def check_project(result) -> Path:
     # The project's own tools accept it.
     run([tool("ruff"), "check", "--no-cache", "."], cwd=project)
     run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=project)
-    if (project / WORKFLOW).is_file():
-        run(
-            [
-                tool("check-jsonschema"),
-                "--builtin-schema",
-                "vendor.github-workflows",
-                str(WORKFLOW),
-            ],
-            cwd=project,
-        )
+    for path, schema in CI_FILES[context["ci"]].items():
+        run([tool("check-jsonschema"), "--builtin-schema", schema, str(path)], cwd=project)
 
     pyproject = load_pyproject(project)
     assert pyproject["project"].get("license") == spdx(context["license"]), "pyproject license"
