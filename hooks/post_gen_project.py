@@ -5,6 +5,7 @@ Standard library only, offline, no subprocess. Running it twice changes nothing.
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 # r'''...''' on purpose (see pre_gen_project.py); the formatter must not swap the quotes.
@@ -14,6 +15,8 @@ PACKAGE = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
 PROBLEM_TYPE = json.loads(r'''{{ cookiecutter.problem_type | tojson }}''')
 LICENSE = json.loads(r'''{{ cookiecutter.license | tojson }}''')
 CI = json.loads(r'''{{ cookiecutter.ci | tojson }}''')
+# Set by cruft only: the template commit being rendered.
+CRUFT_COMMIT = json.loads(r'''{{ cookiecutter._commit | default("") | tojson }}''')
 # fmt: on
 
 SAMPLE_DATA = {
@@ -87,15 +90,15 @@ def apply_ci(root: Path, ci: str) -> None:
                 path.unlink(missing_ok=True)
 
 
-def in_cruft_update_of_the_old_version(root: Path) -> bool:
-    """True when cruft renders the project as it was, to diff it against the new version.
+def is_cruft_scratch_render(root: Path) -> bool:
+    """True when cruft renders the project only to compute a diff, not for the user.
 
-    `cruft update` renders twice in one temporary folder: the template at the project's
-    recorded commit into `current_template/`, then the new one into `new_template/`,
-    next to the template's clone in `repo/`. Both renders run this hook; only the second
-    prints, so an update shows the message once.
+    `cruft update` renders the template twice, at the project's recorded commit and at the
+    new one, and `cruft diff` once; each render goes to a new folder in the temporary
+    directory (``<tmp>/tmpXXXXXXXX/<slug>``) and runs this hook. `cruft create` and
+    cookiecutter render into the output folder the user chose.
     """
-    return root.parent.name == "current_template" and (root.parent.parent / "repo").is_dir()
+    return bool(CRUFT_COMMIT) and root.parent.parent == Path(tempfile.gettempdir()).resolve()
 
 
 def next_steps() -> str:
@@ -114,12 +117,12 @@ def next_steps() -> str:
 
 
 def main() -> None:
-    root = Path.cwd()
+    root = Path.cwd().resolve()
     apply_problem_type(root, PROBLEM_TYPE)
     drop_unused(root, PROBLEM_TYPE, PACKAGE)
     apply_license(root, LICENSE)
     apply_ci(root, CI)
-    if not in_cruft_update_of_the_old_version(root):
+    if not is_cruft_scratch_render(root):
         print(next_steps())
 
 

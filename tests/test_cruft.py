@@ -41,7 +41,7 @@ def test_cruft_creates_a_linked_project_and_applies_a_template_update(tmp_path):
     output_dir = tmp_path / "projects"
     output_dir.mkdir()
 
-    run(
+    created = run(
         [
             tool("cruft"),
             "create",
@@ -55,6 +55,7 @@ def test_cruft_creates_a_linked_project_and_applies_a_template_update(tmp_path):
         cwd=tmp_path,
     )
 
+    assert created.count("Next steps:") == 1, created
     project = output_dir / "cruft-check"
     cruft_state = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
     assert cruft_state["template"] == str(template)
@@ -70,10 +71,14 @@ def test_cruft_creates_a_linked_project_and_applies_a_template_update(tmp_path):
     run([*GIT, "init", "--quiet", "--initial-branch=main"], cwd=project)
     commit_everything(project, "generated project")
 
-    run(
+    output = run(
         [tool("cruft"), "update", "--skip-apply-ask", "--allow-untracked-files"],
         cwd=project,
     )
+
+    # cruft renders both versions in scratch folders only to diff them: the next steps
+    # are for a new project, and the update's own output says what happened.
+    assert "Next steps:" not in output, output
 
     assert UPDATE_LINE in (project / "README.md").read_text(encoding="utf-8")
     updated_state = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))

@@ -162,6 +162,10 @@ def rendered_path(template_file: Path, context: dict) -> Path | None:
         parts = parts[2:]
     if parts[0] == "_licenses":
         return None
+    if {".github": "github", ".gitlab-ci.yml": "gitlab"}.get(parts[0], context["ci"]) != context[
+        "ci"
+    ]:
+        return None
     parts = [
         part.replace("{{cookiecutter.package_name}}", context["package_name"]) for part in parts
     ]
