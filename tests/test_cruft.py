@@ -34,7 +34,9 @@ def test_cruft_creates_a_linked_project_and_applies_a_template_update(tmp_path):
     shutil.copytree(
         TEMPLATE_DIR,
         template,
-        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "demo"),
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", ".*_cache", "demo", "node_modules"
+        ),
     )
     run([*GIT, "init", "--quiet", "--initial-branch=main"], cwd=template)
     first_commit = commit_everything(template, "template v1")

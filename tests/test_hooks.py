@@ -273,7 +273,9 @@ def template_repository(tmp_path: Path) -> Path:
     shutil.copytree(
         TEMPLATE_DIR,
         template,
-        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", ".*_cache", "demo"),
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", ".*_cache", "demo", "node_modules"
+        ),
     )
     git = ["git", "-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
     for command in (["init", "--quiet"], ["add", "-A"], ["commit", "--quiet", "-m", "template"]):

