@@ -96,11 +96,26 @@ def test_generated_project_passes_its_own_lint_and_tests(installed):
     assert " failed" not in result.stdout
 
 
-def test_pre_commit_hooks_pass_on_a_fresh_repository(installed, tmp_path):
+def test_setup_leaves_a_lock_that_ci_installs_from(installed):
+    assert (installed / "uv.lock").is_file()
+    assert (installed / "requirements.lock.txt").is_file()
+    sh(installed, "uv", "sync", "--locked")  # what CI and the Dockerfile run
+
+
+def test_pre_commit_hooks_pass_and_the_first_commit_holds_the_lock(installed, tmp_path):
+    """The README's first steps in a fresh repository: the lock files `make setup` wrote,
+    the hooks over every file, then the first commit through the installed hooks."""
     repo = render(problem_type_of(installed), tmp_path)
+    for lock in ("uv.lock", "requirements.lock.txt"):
+        shutil.copy(installed / lock, repo / lock)
+    pre_commit = str(installed / ".venv" / "bin" / "pre-commit")
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
-    sh(repo, str(installed / ".venv" / "bin" / "pre-commit"), "run", "--all-files")
+    sh(repo, pre_commit, "run", "--all-files")
+    sh(repo, pre_commit, "install")
+    sh(repo, "git", "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "New")
+    tracked = set(sh(repo, "git", "ls-files").stdout.split())
+    assert {"uv.lock", "requirements.lock.txt"} <= tracked
 
 
 def test_pipeline_runs_on_the_sample_and_the_candidate_beats_the_baseline(installed):
