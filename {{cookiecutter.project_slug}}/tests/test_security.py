@@ -178,6 +178,7 @@ def test_key_rotation_accepts_the_previous_key_until_models_sign_moves_to_the_ne
     assert (signed["event"], signed["version"], signed["trusted"]) == ("signed", version, False)
     monkeypatch.delenv(bundle.PREVIOUS_KEY_ENV)
     bundle.verify(models / version)
+    assert registry.evaluation(models, version) is not None  # signed again with the bundle
     monkeypatch.setenv(bundle.KEY_ENV, old)
     with pytest.raises(bundle.BundleError, match="matches no signing key"):
         bundle.verify(models / version)
@@ -246,6 +247,89 @@ def test_ready_is_503_once_the_served_bundle_is_deleted(models):
         ready = client.get("/ready")
     assert ready.status_code == 503
     assert version in ready.json()["reason"] and "deleted" in ready.json()["reason"]
+
+
+def test_load_deserializes_the_very_bytes_it_verified(models, monkeypatch):
+    """Each file is read once: a model swapped right after its check is not what loads."""
+    bundle_dir = models / bundle.read_pointer(models, "current")
+    genuine = (bundle_dir / bundle.MODEL).read_bytes()
+    reads, deserialized = [], []
+    read, loads = bundle._read, bundle.sio.loads
+
+    def read_then_swap(path, *args, **kwargs):
+        reads.append(path.name)
+        data = read(path, *args, **kwargs)
+        if path.name == bundle.MODEL:
+            shutil.copy(bundle_dir / bundle.BASELINE, path)
+        return data
+
+    def recorded(data, **kwargs):
+        deserialized.append(data)
+        return loads(data, **kwargs)
+
+    monkeypatch.setattr(bundle, "_read", read_then_swap)
+    monkeypatch.setattr(bundle.sio, "loads", recorded)
+    loaded = bundle.load(bundle_dir)
+    assert sorted(reads) == sorted({*loaded.metadata["files"], bundle.METADATA, bundle.SIGNATURE})
+    assert deserialized[0] == genuine
+    with pytest.raises(bundle.BundleError, match="does not match its recorded sha256"):
+        bundle.load(bundle_dir)
+
+
+def test_metadata_naming_other_files_or_not_an_object_is_refused_before_reading(models):
+    """Unsigned metadata names no file to read: not /dev/zero, not a pipe; the service
+    starts and says why it is not ready."""
+    bundle_dir = models / bundle.read_pointer(models, "current")
+    path = bundle_dir / bundle.METADATA
+    metadata = json.loads(path.read_text())
+    foreign = {**metadata, "files": {**metadata["files"], "/dev/zero": "0" * 64}}
+    foreign["content_sha256"] = bundle._content_hash(foreign["files"], foreign)
+    for forged, reason in ((foreign, "the files in"), ([metadata], "not a JSON object")):
+        path.write_text(json.dumps(forged))
+        with pytest.raises(bundle.BundleError, match=reason):
+            bundle.load(bundle_dir)
+    with serve(models) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "not a JSON object" in ready.json()["reason"]
+
+    path.write_text(json.dumps(metadata))
+    (bundle_dir / bundle.REFERENCE).unlink()
+    os.mkfifo(bundle_dir / bundle.REFERENCE)
+    with pytest.raises(bundle.BundleError, match="not a regular file"):
+        bundle.load(bundle_dir)
+
+
+def test_an_evaluation_not_signed_for_its_bundle_does_not_pass_the_gate(
+    models, tmp_path, monkeypatch, capsys, caplog
+):
+    """Edited, unsigned, or copied from another bundle: it counts as no evaluation."""
+    version = bundle.read_pointer(models, "current")
+    assert registry.evaluation(models, version)["gate"]["passed"] is True
+    new = another_version(models, version)
+    for name in (bundle.EVALUATION, bundle.EVALUATION_SIGNATURE):
+        shutil.copy(models / version / name, models / new / name)
+    report = json.loads((models / version / bundle.EVALUATION).read_text())
+    (models / version / bundle.EVALUATION).write_text(json.dumps({**report, "note": "edited"}))
+    with caplog.at_level(logging.WARNING):
+        assert registry.evaluation(models, version) is None
+        (models / new / bundle.EVALUATION).write_text(json.dumps({**report, "version": new}))
+        assert registry.evaluation(models, new) is None
+        assert "is not signed for this bundle" in caplog.text
+    code = run_cli(monkeypatch, "models", "promote", new, "--root", str(tmp_path))
+    assert code == 2 and "has not passed the evaluation gate" in capsys.readouterr().err
+    with serve(models) as client:
+        assert client.get("/ready").status_code == 200
+        assert client.get("/v1/model").json()["metrics"] is None
+
+
+def test_a_key_file_others_may_write_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(bundle.KEY_ENV)
+    models = tmp_path / "models"
+    version = bundle.save(models, {"weights": [1.0]}, {"weights": [0.0]}, {}, {})
+    (tmp_path / bundle.KEY_FILE).chmod(0o620)
+    with pytest.raises(bundle.BundleError, match="writable by others") as error:
+        bundle.verify(models / version)
+    assert len(str(error.value).splitlines()) == 1
 
 
 # The service: keys, strict and bounded input, content types, body limits, disconnects,

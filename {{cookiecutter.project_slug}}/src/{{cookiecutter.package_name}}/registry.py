@@ -28,8 +28,8 @@ def history(models_dir: Path) -> list[dict]:
 
 
 def evaluation(models_dir: Path, version: str) -> dict | None:
-    path = models_dir / version / "evaluation.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The version's signed evaluation; None when it has none or its signature fails."""
+    return bundle.read_evaluation(models_dir / version)
 
 
 def verdict(report: dict) -> str:
@@ -111,11 +111,17 @@ def rollback(models_dir: Path, reason: str) -> str:
 def sign(models_dir: Path, versions: list[str], trust: bool = False) -> None:
     """Sign `versions` with the current key, once all of them are checked: their files must
     match their hashes and, unless `trust`, their signature must verify under the current
-    or the previous key. `trust` is for bundles made before signing; the log records it."""
+    or the previous key. `trust` is for bundles made before signing; the log records it.
+    An `evaluation.json` is signed again when its signature verifies, or with `trust`."""
     check = bundle.verify_files if trust else bundle.verify
     checked = [(version, check(bundle.locate(models_dir, version))) for version in versions]
     for version, metadata in checked:
-        bundle.sign(models_dir / version, metadata)
+        bundle_dir = models_dir / version
+        bundle.sign(bundle_dir, metadata)
+        if (bundle_dir / bundle.EVALUATION).exists() and (
+            trust or bundle.read_evaluation(bundle_dir) is not None
+        ):
+            bundle.sign_evaluation(bundle_dir)
         bundle.log_event(
             models_dir, SIGNED, version, trusted=trust, content_sha256=metadata["content_sha256"]
         )
