@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import drift
-from .bundle import write_json
+from .bundle import read_evaluation, write_json
 from .config import MonitoringParams
 from .data import read_csv
 from .errors import CannotTell, DataError, DriftDetected
@@ -495,8 +495,7 @@ def raise_verdict(report: dict) -> None:
 
 def evaluation_of(served) -> dict | None:
     """The served bundle's test-set evaluation, the yardstick for recent performance."""
-    path = served.path / "evaluation.json"
-    if not path.exists():
-        log.warning("%s missing: performance not checked", path)
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    report = read_evaluation(served.path)
+    if report is None:
+        log.warning("%s has no signed evaluation: performance not checked", served.path)
+    return report

@@ -10,10 +10,13 @@ and every version name through `bundle.locate`: a bundle inside `models/`, never
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from . import bundle
 from .errors import ProjectError
+
+log = logging.getLogger(__name__)
 
 PROMOTED, ROLLED_BACK, SIGNED = "promoted", "rolled_back", "signed"
 REJECTED, INCONCLUSIVE = "rejected", "inconclusive"  # gate verdicts that promote nothing
@@ -45,8 +48,12 @@ def versions(models_dir: Path) -> list[dict]:
     candidate = bundle.read_pointer(models_dir, "candidate")
     rows = []
     for meta_path in models_dir.glob(f"*/{bundle.METADATA}"):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        report = evaluation(models_dir, meta["version"])
+        try:
+            meta = bundle.read_metadata(meta_path.parent)
+            report = evaluation(models_dir, meta_path.parent.name)
+        except bundle.BundleError as exc:
+            log.warning("not listed: %s", exc)
+            continue
         primary = report["primary"] if report else None
         rows.append(
             {
