@@ -8,7 +8,6 @@ people). The checks themselves are in `drift`; what a type reads from its log is
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
