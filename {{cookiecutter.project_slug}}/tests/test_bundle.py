@@ -1,3 +1,4 @@
+import errno
 import json
 
 import pytest
@@ -62,3 +63,29 @@ def test_a_pointer_holds_a_version_name_or_is_refused_in_one_line(project):
         pointer.write_text(text + "\n")
         with pytest.raises(bundle.BundleError, match="not a version name"):
             bundle.resolve(project.models, "current")
+
+
+def test_a_key_created_by_a_concurrent_train_is_used(tmp_path, monkeypatch):
+    """Two trains racing to create the key file: the second one reads the first's key."""
+    monkeypatch.delenv(bundle.KEY_ENV)
+    key_file = tmp_path / bundle.KEY_FILE
+
+    def created_meanwhile(source, target):
+        key_file.write_text("the other train's key\n")
+        key_file.chmod(0o600)
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr(bundle.os, "link", created_meanwhile)
+    assert bundle.signing_key(tmp_path / "models", create=True) == b"the other train's key"
+    assert [path.name for path in tmp_path.iterdir()] == [bundle.KEY_FILE]
+
+
+def test_a_key_that_cannot_be_created_asks_for_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(bundle.KEY_ENV)
+
+    def read_only(source, target):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(bundle.os, "link", read_only)
+    with pytest.raises(bundle.BundleError, match=f"Read-only file system.*set {bundle.KEY_ENV}"):
+        bundle.signing_key(tmp_path / "models", create=True)

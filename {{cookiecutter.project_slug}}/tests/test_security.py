@@ -21,11 +21,12 @@ import pytest
 from conftest import edit_yaml, run_cli, settings_for
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }} import bundle, data, monitor, registry
+from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor, registry
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.config import Paths, load_problem
-from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.errors import ConfigError, DataError
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
+from {{ cookiecutter.package_name }}.service.routes import predict
 from {{ cookiecutter.package_name }}.service.settings import from_environment
 from {{ cookiecutter.package_name }}.service.telemetry import PredictionLog
 
@@ -178,6 +179,7 @@ def test_key_rotation_accepts_the_previous_key_until_models_sign_moves_to_the_ne
     assert (signed["event"], signed["version"], signed["trusted"]) == ("signed", version, False)
     monkeypatch.delenv(bundle.PREVIOUS_KEY_ENV)
     bundle.verify(models / version)
+    assert registry.evaluation(models, version) is not None  # signed again with the bundle
     monkeypatch.setenv(bundle.KEY_ENV, old)
     with pytest.raises(bundle.BundleError, match="matches no signing key"):
         bundle.verify(models / version)
@@ -246,6 +248,89 @@ def test_ready_is_503_once_the_served_bundle_is_deleted(models):
         ready = client.get("/ready")
     assert ready.status_code == 503
     assert version in ready.json()["reason"] and "deleted" in ready.json()["reason"]
+
+
+def test_load_deserializes_the_very_bytes_it_verified(models, monkeypatch):
+    """Each file is read once: a model swapped right after its check is not what loads."""
+    bundle_dir = models / bundle.read_pointer(models, "current")
+    genuine = (bundle_dir / bundle.MODEL).read_bytes()
+    reads, deserialized = [], []
+    read, loads = bundle._read, bundle.sio.loads
+
+    def read_then_swap(path, *args, **kwargs):
+        reads.append(path.name)
+        data = read(path, *args, **kwargs)
+        if path.name == bundle.MODEL:
+            shutil.copy(bundle_dir / bundle.BASELINE, path)
+        return data
+
+    def recorded(data, **kwargs):
+        deserialized.append(data)
+        return loads(data, **kwargs)
+
+    monkeypatch.setattr(bundle, "_read", read_then_swap)
+    monkeypatch.setattr(bundle.sio, "loads", recorded)
+    loaded = bundle.load(bundle_dir)
+    assert sorted(reads) == sorted({*loaded.metadata["files"], bundle.METADATA, bundle.SIGNATURE})
+    assert deserialized[0] == genuine
+    with pytest.raises(bundle.BundleError, match="does not match its recorded sha256"):
+        bundle.load(bundle_dir)
+
+
+def test_metadata_naming_other_files_or_not_an_object_is_refused_before_reading(models):
+    """Unsigned metadata names no file to read: not /dev/zero, not a pipe; the service
+    starts and says why it is not ready."""
+    bundle_dir = models / bundle.read_pointer(models, "current")
+    path = bundle_dir / bundle.METADATA
+    metadata = json.loads(path.read_text())
+    foreign = {**metadata, "files": {**metadata["files"], "/dev/zero": "0" * 64}}
+    foreign["content_sha256"] = bundle._content_hash(foreign["files"], foreign)
+    for forged, reason in ((foreign, "the files in"), ([metadata], "not a JSON object")):
+        path.write_text(json.dumps(forged))
+        with pytest.raises(bundle.BundleError, match=reason):
+            bundle.load(bundle_dir)
+    with serve(models) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "not a JSON object" in ready.json()["reason"]
+
+    path.write_text(json.dumps(metadata))
+    (bundle_dir / bundle.REFERENCE).unlink()
+    os.mkfifo(bundle_dir / bundle.REFERENCE)
+    with pytest.raises(bundle.BundleError, match="not a regular file"):
+        bundle.load(bundle_dir)
+
+
+def test_an_evaluation_not_signed_for_its_bundle_does_not_pass_the_gate(
+    models, tmp_path, monkeypatch, capsys, caplog
+):
+    """Edited, unsigned, or copied from another bundle: it counts as no evaluation."""
+    version = bundle.read_pointer(models, "current")
+    assert registry.evaluation(models, version)["gate"]["passed"] is True
+    new = another_version(models, version)
+    for name in (bundle.EVALUATION, bundle.EVALUATION_SIGNATURE):
+        shutil.copy(models / version / name, models / new / name)
+    report = json.loads((models / version / bundle.EVALUATION).read_text())
+    (models / version / bundle.EVALUATION).write_text(json.dumps({**report, "note": "edited"}))
+    with caplog.at_level(logging.WARNING):
+        assert registry.evaluation(models, version) is None
+        (models / new / bundle.EVALUATION).write_text(json.dumps({**report, "version": new}))
+        assert registry.evaluation(models, new) is None
+        assert "is not signed for this bundle" in caplog.text
+    code = run_cli(monkeypatch, "models", "promote", new, "--root", str(tmp_path))
+    assert code == 2 and "has not passed the evaluation gate" in capsys.readouterr().err
+    with serve(models) as client:
+        assert client.get("/ready").status_code == 200
+        assert client.get("/v1/model").json()["metrics"] is None
+
+
+def test_a_key_file_others_may_write_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv(bundle.KEY_ENV)
+    models = tmp_path / "models"
+    version = bundle.save(models, {"weights": [1.0]}, {"weights": [0.0]}, {}, {})
+    (tmp_path / bundle.KEY_FILE).chmod(0o620)
+    with pytest.raises(bundle.BundleError, match="writable by others") as error:
+        bundle.verify(models / version)
+    assert len(str(error.value).splitlines()) == 1
 
 
 # The service: keys, strict and bounded input, content types, body limits, disconnects,
@@ -477,6 +562,70 @@ def test_the_prediction_log_rotates_by_size_and_keeps_the_set_number_of_backups(
     assert all(record["request"] == example for record in records)
 
 
+STAMP = "2024-01-01T00:00:00.000+00:00"
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"not within 10 s: {what}"
+        time.sleep(0.01)
+
+
+def test_the_prediction_log_writer_outlives_write_errors_and_a_rotation_elsewhere(
+    example, tmp_path, caplog
+):
+    """A write that fails (here: a file where the log's folder should be) drops that drain's
+    records, counted, and logs the error once; the writer goes on, and writes to the path
+    again once it can. When another worker rotates the file, the writer follows the path."""
+    folder = tmp_path / "logs"
+    folder.write_text("not a folder")
+    path, dropped = folder / "predictions.jsonl", []
+    request = json.dumps(example).encode()
+    log = PredictionLog(path, 10**6, 1, 10_000, frozenset(), interval=0.01, dropped=dropped.append)
+
+    def lines(file: Path) -> int:
+        return len(file.read_text().splitlines()) if file.exists() else 0
+
+    try:
+        for n in (1, 2):
+            assert log.append(STAMP, request, b"{}")
+            wait_until(lambda n=n: sum(dropped) == n, f"{n} records dropped")
+        folder.unlink()
+        assert log.append(STAMP, request, b"{}")
+        wait_until(lambda: lines(path) == 1, "the first record written")
+        path.rename(path.with_name("predictions.jsonl.1"))  # another worker rotated it
+        assert log.append(STAMP, request, b"{}")
+        wait_until(lambda: lines(path) == 1, "the second record written to the new file")
+    finally:
+        log.close()
+    assert lines(path.with_name("predictions.jsonl.1")) == 1
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "writing again" in caplog.text
+
+
+def test_the_prediction_log_queue_is_bounded_in_bytes(example, tmp_path):
+    request = json.dumps(example).encode()
+    size = len(request) + len(b"{}")
+    dropped = []
+    log = PredictionLog(
+        tmp_path / "predictions.jsonl",
+        10**6,
+        1,
+        10_000,
+        frozenset(),
+        max_queued_bytes=3 * size,
+        interval=3600,
+        dropped=dropped.append,
+    )
+    assert all(log.append(STAMP, request, b"{}") for _ in range(3))
+    assert not log.append(STAMP, request, b"{}")
+    log.close()
+    assert len((tmp_path / "predictions.jsonl").read_text().splitlines()) == 3
+    assert dropped == []  # a full queue is counted by the caller, from append's answer
+
+
 def cut(value, cap: int):
     """A JSON value with every string longer than `cap` cut to it, as the log cuts them."""
     if isinstance(value, dict):
@@ -526,7 +675,7 @@ def dumps_repeating(value, target) -> str:
     return json.dumps(value)
 
 
-def test_a_duplicate_key_at_any_depth_gets_a_422_naming_it(client, example):
+def test_a_duplicate_key_at_any_depth_gets_a_422_naming_it(client, example, monkeypatch):
     inner = next(item for item in example.values() if isinstance(item, dict | list))
     inner = inner[0] if isinstance(inner, list) else inner  # a row, or the history
     for target in (example, inner):
@@ -536,8 +685,20 @@ def test_a_duplicate_key_at_any_depth_gets_a_422_naming_it(client, example):
     if PROBLEM_TYPE.name != "forecasting":  # a category may hold anything: colons too
         features = client.get("/v1/model").json()["features"]
         category = next(f["name"] for f in features if f["kind"] == "categorical")
-        colons = replaced(example, ("instances", 0, category), 'said "no": twice')
+        colons = replaced(example, ("instances", 0, category), 'said "no": twice at 10:30')
         assert client.post("/v1/predict", json=colons).status_code == 200
+        response = post_json(client, dumps_repeating(colons, colons["instances"][0]))
+        assert response.status_code == 422, response.text
+        reparsed = []  # a colon that follows no quote cannot end a key: no second parse
+        monkeypatch.setattr(predict, "duplicate_key", reparsed.append)
+        timed = replaced(example, ("instances", 0, category), "at 10:30")
+        assert client.post("/v1/predict", json=timed).status_code == 200
+        assert reparsed == []
+
+
+def test_every_key_is_counted_so_no_duplicate_is_missed():
+    """Keys end with a quote and a colon, perhaps spaced; a value may add more, never less."""
+    assert predict.key_ends(b'{"a" :1, "b":"c\\": d", "e"\n:[], "t": "10:30"}') == 5
 
 
 def test_a_post_without_a_body_is_answered(server):
@@ -597,6 +758,18 @@ NOT_OBJECTS = {
     "request": {"instances": [1, 2], "history": [1, 2]},
     "response": {"predictions": [1, 2], "forecast": [1, 2], "model_version": "v"},
 }
+LISTED_VERSION = {
+    "time": "2026-01-01T00:00:00+00:00",
+    "request": {
+        "instances": [{"x": 1}],
+        "history": {"timestamps": ["2026-01-01"], "values": [1.0]},
+    },
+    "response": {
+        "predictions": [1],
+        "forecast": [{"timestamp": "2026-01-02", "value": 1.0}],
+        "model_version": ["v"],
+    },
+}
 BAD_INPUTS = [
     ("--data", "missing.csv", None),
     ("--data", "folder", "dir"),
@@ -612,6 +785,7 @@ BAD_INPUTS = [
     ("--log", "not_json.jsonl", b"time=2026-01-01 predicted 1\n"),
     ("--log", "not_objects.jsonl", b'[1, 2]\n"text"\n3\n'),
     ("--log", "parts_not_objects.jsonl", json.dumps(NOT_OBJECTS).encode() + b"\n"),
+    ("--log", "version_not_text.jsonl", json.dumps(LISTED_VERSION).encode() + b"\n"),
 ]
 
 
@@ -672,6 +846,48 @@ def test_the_monitor_reads_rotated_logs_oldest_first(trained_project, tmp_path):
     assert [r["time"] - start for r in monitor.read_log(log, last=2)] == times[1:]
     since = start + timedelta(minutes=30)
     assert [r["time"] - start for r in monitor.read_log(log, since=since)] == times[1:]
+
+
+def test_a_log_line_of_the_wrong_shape_is_skipped(trained_project, tmp_path, caplog):
+    """A model_version that is not a string, or predictions that are not a list of values."""
+    log = tmp_path / "logs" / "predictions.jsonl"
+    log.parent.mkdir()
+    records = logged_lines(trained_project, tmp_path, requests=3)
+    records[0]["response"]["model_version"] = ["v"]
+    answer = "forecast" if PROBLEM_TYPE.name == "forecasting" else "predictions"
+    records[1]["response"][answer] = [[1]]
+    log.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert len(monitor.read_log(log)) == 1
+    assert "skipped 2 unreadable lines" in caplog.text
+
+
+def test_a_rotation_between_listing_and_reading_the_log_is_no_error(
+    trained_project, tmp_path, monkeypatch
+):
+    log = tmp_path / "logs" / "predictions.jsonl"
+    log.parent.mkdir()
+    records = logged_lines(trained_project, tmp_path, requests=2)
+    for record, name in zip(records, [".1", ""], strict=True):
+        log.with_name(log.name + name).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    listed = drift_report.log_files(log)
+    log.with_name(log.name + ".1").unlink()  # dropped by a rotation after the listing
+    monkeypatch.setattr(drift_report, "log_files", lambda path: listed)
+    assert len(monitor.read_log(log)) == 1
+    log.unlink()
+    with pytest.raises(DataError, match="no prediction log"):
+        monitor.read_log(log)
+
+
+def test_an_unexpected_error_exits_2_with_its_traceback_never_1(root, monkeypatch, caplog):
+    def fail(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(monitor, "run", fail)
+    code = run_cli(monkeypatch, "monitor", "--root", str(root), "--log", "predictions.jsonl")
+    assert code == 2
+    [record] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert record.exc_info is not None and "a bug" in str(record.exc_info[1])
 
 
 def test_validate_refuses_a_raw_file_changed_after_collect(project, problem, monkeypatch, capsys):

@@ -221,7 +221,9 @@ def models_sign(
 
 
 def main() -> None:
-    """Entry point: readable logs, and one line instead of a traceback for known errors."""
+    """Entry point: readable logs, and one line instead of a traceback for known errors.
+    Any other exception is a bug: its traceback is logged and the exit code is 2, so an
+    error is never taken for a verdict (1: no, 3: cannot tell)."""
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s | %(message)s",
@@ -234,3 +236,6 @@ def main() -> None:
         prefix = {1: "no", 3: "cannot tell"}.get(code, "error")
         print(f"{prefix}: {exc}", file=sys.stderr)
         sys.exit(code)
+    except Exception:
+        log.exception("unexpected error")
+        sys.exit(2)

@@ -8,22 +8,23 @@ people). The checks themselves are in `drift`; what a type reads from its log is
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
 from . import drift
-from .bundle import write_json
+from .bundle import read_evaluation, write_json
 from .config import MonitoringParams
 from .data import read_csv
 from .errors import CannotTell, DataError, DriftDetected
@@ -67,16 +68,31 @@ def log_files(path: Path) -> list[Path]:
     return [rotated[number] for number in sorted(rotated, reverse=True)] + current
 
 
-def _lines(files: list[Path]) -> Iterator[tuple[Path, int, str]]:
-    """The lines that are not blank, with their file and line number. Bytes that are not
-    UTF-8 are replaced, so that such a line fails to parse like any other bad line."""
+def _open_all(files: list[Path], stack: ExitStack) -> list[tuple[Path, TextIO]]:
+    """Every file opened before any is read, so that a rotation while reading moves no
+    lines out of reach. Bytes that are not UTF-8 are replaced, so that such a line fails to
+    parse like any other bad line. A file gone since the listing (rotated away) is left
+    out."""
+    opened = []
     for file in files:
         try:
-            with file.open(encoding="utf-8", errors="replace") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        yield file, number, line
-        except OSError as exc:  # unreadable, or rotated away while being read
+            handle = file.open(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise DataError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
+        opened.append((file, stack.enter_context(handle)))
+    return opened
+
+
+def _lines(opened: list[tuple[Path, TextIO]]) -> Iterator[tuple[Path, int, str]]:
+    """The lines that are not blank, with their file and line number."""
+    for file, handle in opened:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield file, number, line
+        except OSError as exc:
             raise DataError(f"{file}: cannot be read: {exc.strerror or exc}") from exc
 
 
@@ -90,23 +106,24 @@ def read_log(
     KeyError or TypeError on a line that is not one."""
     if path.is_dir():
         raise DataError(f"{path}: is a directory; --log takes the prediction log file")
-    files = log_files(path)
-    if not files:
-        raise DataError(
-            f"{path}: no prediction log; serve the model (`make serve`) or pass --data FILE"
-        )
     records: deque[dict] = deque(maxlen=last)
     lines, skipped, problem = 0, 0, ""
-    for file, number, line in _lines(files):
-        lines += 1
-        try:
-            record = parse(line)
-        except (ValueError, KeyError, TypeError) as exc:
-            skipped += 1  # e.g. a line cut short while the service was writing it
-            problem = problem or f"{file.name} line {number}: {type(exc).__name__} {exc}"
-            continue
-        if since is None or record["time"] >= as_utc(since):
-            records.append(record)
+    with ExitStack() as stack:
+        opened = _open_all(log_files(path), stack)
+        if not opened:
+            raise DataError(
+                f"{path}: no prediction log; serve the model (`make serve`) or pass --data FILE"
+            )
+        for file, number, line in _lines(opened):
+            lines += 1
+            try:
+                record = parse(line)
+            except (ValueError, KeyError, TypeError) as exc:
+                skipped += 1  # e.g. a line cut short while the service was writing it
+                problem = problem or f"{file.name} line {number}: {type(exc).__name__} {exc}"
+                continue
+            if since is None or record["time"] >= as_utc(since):
+                records.append(record)
     if lines and skipped == lines:
         raise DataError(
             f"{path}: none of its {lines} lines is a prediction record of this service "
@@ -477,8 +494,7 @@ def raise_verdict(report: dict) -> None:
 
 def evaluation_of(served) -> dict | None:
     """The served bundle's test-set evaluation, the yardstick for recent performance."""
-    path = served.path / "evaluation.json"
-    if not path.exists():
-        log.warning("%s missing: performance not checked", path)
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    report = read_evaluation(served.path)
+    if report is None:
+        log.warning("%s has no signed evaluation: performance not checked", served.path)
+    return report

@@ -333,7 +333,7 @@ def _holdout_report(model_bundle, train, test, holdout, problem) -> dict:
 def _write_reports(report: dict, figures: list[Path], model_bundle, reports_dir: Path) -> None:
     bundle.write_json(reports_dir / "metrics.json", report)
     # beside the bundle, for the service
-    bundle.write_json(model_bundle.path / "evaluation.json", report)
+    bundle.write_evaluation(model_bundle.path, report)
     (reports_dir / "evaluation.md").write_text(
         _markdown(report, figures, reports_dir), encoding="utf-8"
     )

@@ -10,10 +10,13 @@ and every version name through `bundle.locate`: a bundle inside `models/`, never
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from . import bundle
 from .errors import ProjectError
+
+log = logging.getLogger(__name__)
 
 PROMOTED, ROLLED_BACK, SIGNED = "promoted", "rolled_back", "signed"
 REJECTED, INCONCLUSIVE = "rejected", "inconclusive"  # gate verdicts that promote nothing
@@ -28,8 +31,8 @@ def history(models_dir: Path) -> list[dict]:
 
 
 def evaluation(models_dir: Path, version: str) -> dict | None:
-    path = models_dir / version / "evaluation.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The version's signed evaluation; None when it has none or its signature fails."""
+    return bundle.read_evaluation(models_dir / version)
 
 
 def verdict(report: dict) -> str:
@@ -45,8 +48,12 @@ def versions(models_dir: Path) -> list[dict]:
     candidate = bundle.read_pointer(models_dir, "candidate")
     rows = []
     for meta_path in models_dir.glob(f"*/{bundle.METADATA}"):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        report = evaluation(models_dir, meta["version"])
+        try:
+            meta = bundle.read_metadata(meta_path.parent)
+            report = evaluation(models_dir, meta_path.parent.name)
+        except bundle.BundleError as exc:
+            log.warning("not listed: %s", exc)
+            continue
         primary = report["primary"] if report else None
         rows.append(
             {
@@ -111,11 +118,17 @@ def rollback(models_dir: Path, reason: str) -> str:
 def sign(models_dir: Path, versions: list[str], trust: bool = False) -> None:
     """Sign `versions` with the current key, once all of them are checked: their files must
     match their hashes and, unless `trust`, their signature must verify under the current
-    or the previous key. `trust` is for bundles made before signing; the log records it."""
+    or the previous key. `trust` is for bundles made before signing; the log records it.
+    An `evaluation.json` is signed again when its signature verifies, or with `trust`."""
     check = bundle.verify_files if trust else bundle.verify
     checked = [(version, check(bundle.locate(models_dir, version))) for version in versions]
     for version, metadata in checked:
-        bundle.sign(models_dir / version, metadata)
+        bundle_dir = models_dir / version
+        bundle.sign(bundle_dir, metadata)
+        if (bundle_dir / bundle.EVALUATION).exists() and (
+            trust or bundle.read_evaluation(bundle_dir) is not None
+        ):
+            bundle.sign_evaluation(bundle_dir)
         bundle.log_event(
             models_dir, SIGNED, version, trusted=trust, content_sha256=metadata["content_sha256"]
         )

@@ -188,13 +188,20 @@ class RowProblemType(ProblemType):
         record = json.loads(line)
         request, response = record["request"], record["response"]
         inputs, outputs = request["instances"], response["predictions"]
-        if not isinstance(inputs, list) or len(inputs) != len(outputs):
+        version = response["model_version"]
+        if not isinstance(inputs, list) or not isinstance(outputs, list):
+            raise TypeError("instances or predictions are not lists")
+        if len(inputs) != len(outputs):
             raise ValueError("instances and predictions differ in length")
         if not all(isinstance(row, dict) for row in inputs):
             raise TypeError("instances are not all objects")
+        if not all(isinstance(value, str | int | float) for value in outputs):
+            raise TypeError("predictions are not all labels or numbers")
+        if not isinstance(version, str):
+            raise TypeError("model_version is not a string")
         return {
             "time": as_utc(datetime.fromisoformat(record["time"])),
-            "model_version": response["model_version"],
+            "model_version": version,
             "inputs": inputs,
             "outputs": outputs,
         }

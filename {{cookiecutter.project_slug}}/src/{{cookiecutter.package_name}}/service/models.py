@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from pathlib import Path
 
@@ -22,13 +21,13 @@ def read_schema(models_dir: Path) -> list[dict] | None:
     """The current bundle's feature schema, read before the model itself is loaded."""
     try:
         return bundle.read_metadata(bundle.resolve(models_dir, "current"))["features"]
-    except (KeyError, bundle.BundleError):
-        return None
+    except (bundle.BundleError, LookupError, ValueError, TypeError, AttributeError):
+        return None  # loading the bundle will say what is wrong with it
 
 
 def read_evaluation(bundle_dir: Path) -> dict | None:
-    path = bundle_dir / "evaluation.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """The bundle's signed test-set evaluation, or None."""
+    return bundle.read_evaluation(bundle_dir)
 
 
 class ServedModel:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import threading
 from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..problem_type import PROBLEM_TYPE
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class PredictionLog:
@@ -26,10 +32,17 @@ class PredictionLog:
     into its line unparsed; `longest_string`, the longest the request model lets through,
     tells when no value can need cutting.
 
-    The request path only appends to a deque; the writer wakes a few times a second, so
-    logging costs neither a thread hand-off nor a write per request. Past `max_bytes` the
-    writer rotates the file as logging.RotatingFileHandler does: predictions.jsonl.1 is the
-    newest of `backups` older files (with 0 backups the file starts again empty).
+    The request path only appends to a deque, of at most `capacity` records and
+    `max_queued_bytes` of bodies; the writer wakes a few times a second, so logging costs
+    neither a thread hand-off nor a write per request. Past `max_bytes` the writer rotates
+    the file as logging.RotatingFileHandler does: predictions.jsonl.1 is the newest of
+    `backups` older files (with 0 backups the file starts again empty).
+
+    Before writing, the writer reopens the file if its path names another file, as
+    logging.handlers.WatchedFileHandler does: another worker rotated it, or someone moved
+    it. An OSError (disk full, the file or its folder gone) is logged once, the records of
+    that drain are dropped, and the next drain opens the file again. Records left out, by
+    a full queue or a failed write, are counted through `dropped`.
     """
 
     def __init__(
@@ -41,56 +54,104 @@ class PredictionLog:
         redact: frozenset[str],
         longest_string: float = math.inf,
         capacity: int = 100_000,
+        max_queued_bytes: int = 64_000_000,
         interval: float = 0.25,
+        dropped: Callable[[int], object] = lambda count: None,
     ) -> None:
         self.path, self.max_bytes, self.backups = path, max_bytes, backups
         self.max_value_chars, self.redact = max_value_chars, redact
         self.may_cut = longest_string > max_value_chars
-        self.capacity, self.interval = capacity, interval
+        self.capacity, self.max_queued_bytes = capacity, max_queued_bytes
+        self.interval, self.dropped = interval, dropped
         self.pending: deque[tuple[str, bytes, bytes]] = deque()
+        # Bytes queued and bytes taken, each counted by one thread only: no lock needed.
+        self.queued = self.taken = 0
+        self.failure: str | None = None  # the last error logged, until a write succeeds
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self.thread.start()
 
     def append(self, stamp: str, request: bytes, response: bytes) -> bool:
         """Queue a record; False (and nothing queued) when the writer has fallen behind."""
-        if len(self.pending) >= self.capacity:
+        size = len(request) + len(response)
+        if (
+            len(self.pending) >= self.capacity
+            or self.queued - self.taken + size > self.max_queued_bytes
+        ):
             return False
+        self.queued += size
         self.pending.append((stamp, request, response))
         return True
 
     def _run(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("ab")
+        handle = self._drain(None)  # the file is there, or the error logged, from the start
         try:
             while not self.stopping.wait(self.interval):
                 handle = self._drain(handle)
             handle = self._drain(handle)
         finally:
-            handle.close()
+            if handle is not None:
+                with suppress(OSError):
+                    handle.close()
 
     def _drain(self, handle):
+        """Write the queued records; the open file, or None after an OSError."""
         lines = []
         while self.pending:
-            lines.append(self._line(*self.pending.popleft()))
-        if lines:
-            handle.writelines(lines)
-            handle.flush()
-        if handle.tell() < self.max_bytes:
-            return handle
-        handle.close()
-        self._rotate()
+            stamp, request, response = self.pending.popleft()
+            self.taken += len(request) + len(response)
+            lines.append(self._line(stamp, request, response))
+        try:
+            handle = self._reopened(handle)
+            if lines:
+                handle.writelines(lines)
+                handle.flush()
+            if handle.tell() >= self.max_bytes:
+                handle.close()
+                self._rotate()
+                handle = self._reopened(None)
+        except OSError as exc:
+            self._failed(exc, len(lines))
+            if handle is not None:
+                with suppress(OSError):
+                    handle.close()
+            return None
+        if self.failure is not None:
+            log.warning("prediction log %s: writing again", self.path)
+            self.failure = None
+        return handle
+
+    def _reopened(self, handle):
+        """`handle`, or the file opened again when the path no longer names it."""
+        if handle is not None:
+            try:
+                mine, named = os.fstat(handle.fileno()), os.stat(self.path)
+                if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
+                    return handle
+            except FileNotFoundError:
+                pass
+            handle.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         return self.path.open("ab")
 
+    def _failed(self, exc: OSError, lost: int) -> None:
+        if lost:
+            self.dropped(lost)
+        if str(exc) != self.failure:
+            self.failure = str(exc)
+            log.error("prediction log %s: cannot write, records dropped: %s", self.path, exc)
+
     def _rotate(self) -> None:
-        """predictions.jsonl becomes .1, .1 becomes .2, and so on; the oldest is dropped."""
+        """predictions.jsonl becomes .1, .1 becomes .2, and so on; the oldest is dropped.
+        A file already gone (rotated by another worker, or removed) is skipped."""
         for n in range(self.backups - 1, 0, -1):
-            if self._backup(n).exists():
+            with suppress(FileNotFoundError):
                 self._backup(n).replace(self._backup(n + 1))
         if self.backups:
-            self.path.replace(self._backup(1))
+            with suppress(FileNotFoundError):
+                self.path.replace(self._backup(1))
         else:
-            self.path.unlink()
+            self.path.unlink(missing_ok=True)
 
     def _backup(self, n: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{n}")
@@ -176,7 +237,7 @@ class Metrics:
         self.predicted: dict[str, Any] = {}
         self.log_dropped = Counter(
             "prediction_log_dropped_total",
-            "Log records dropped because the queue was full.",
+            "Log records dropped: the queue was full, or the log could not be written.",
             registry=self.registry,
         )
 
@@ -203,6 +264,7 @@ class Telemetry:
             settings.prediction_log_max_value_chars,
             settings.redacted_fields,
             self.longest_string,
+            dropped=self.metrics.log_dropped.inc,
         )
 
     def close(self) -> None:

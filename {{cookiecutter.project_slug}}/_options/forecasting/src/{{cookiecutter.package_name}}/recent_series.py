@@ -57,19 +57,31 @@ def parse_record(line: str) -> dict:
     record = json.loads(line)
     history, forecast = record["request"]["history"], record["response"]["forecast"]
     stamps, values = history["timestamps"], history["values"]
+    version, series_id = record["response"]["model_version"], record["request"].get("series_id")
     if not isinstance(stamps, list) or not isinstance(values, list) or len(stamps) != len(values):
         raise ValueError("a history without timestamps and values of equal lengths")
-    if not forecast or not all(isinstance(point, dict) for point in forecast):
-        raise ValueError("an empty forecast, or points that are not objects")
+    if not isinstance(forecast, list) or not forecast or not all(map(_is_point, forecast)):
+        raise ValueError("an empty forecast, or points without a timestamp and a value")
+    if not isinstance(version, str) or not isinstance(series_id, str | None):
+        raise TypeError("model_version or series_id is not a string")
     return {
         "time": drift_report.as_utc(datetime.fromisoformat(record["time"])),
-        "model_version": record["response"]["model_version"],
-        "series_id": record["request"].get("series_id"),
+        "model_version": version,
+        "series_id": series_id,
         "future": record["request"].get("future"),
         "history": history,
         "horizon": len(forecast),
         "forecast": forecast,
     }
+
+
+def _is_point(point) -> bool:
+    """Whether a logged forecast step has a timestamp and a numeric value."""
+    return (
+        isinstance(point, dict)
+        and isinstance(point.get("timestamp"), str)
+        and isinstance(point.get("value"), int | float)
+    )
 
 
 def _stamp(value) -> pd.Timestamp:

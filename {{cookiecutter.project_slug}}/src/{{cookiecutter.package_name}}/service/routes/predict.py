@@ -4,14 +4,16 @@ It is a plain Starlette route: the body is parsed and validated by pydantic-core
 from bytes, skipping FastAPI's per-parameter machinery, which would otherwise cost more
 than the prediction. Its OpenAPI entry is written by `service.openapi`.
 
-pydantic-core keeps the last of duplicated JSON keys; the route refuses them instead. A
-body whose colons are no more than the keys validation kept has none; only another body
-(a colon in a value, or a duplicate) is parsed again to look.
+pydantic-core keeps the last of duplicated JSON keys; the route refuses them instead. Every
+key is a string followed by a colon, so a body with no more quote-colon pairs than the keys
+validation kept has no duplicate; only another body (a duplicate, or a string value that
+holds `":`) is parsed again to look.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any, get_args, get_origin
 
@@ -25,9 +27,18 @@ from ..auth import ApiKey
 from ..models import ServedModel
 from ..telemetry import Telemetry
 
+SPACED_KEY_END = re.compile(rb'"\s+:')
+
 
 class DuplicateKey(ValueError):
     """A JSON object names a key twice."""
+
+
+def key_ends(raw: bytes) -> int:
+    """How many colons in `raw` follow a closing quote, perhaps after spaces: one per key,
+    and one per `":` inside a string value. The usual `":` is counted by bytes.count, faster
+    than the regular expression."""
+    return raw.count(b'":') + len(SPACED_KEY_END.findall(raw))
 
 
 def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
@@ -105,7 +116,7 @@ class Predict:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             ) from None
-        if raw.count(b":") > keys_kept(body):
+        if key_ends(raw) > keys_kept(body):
             repeated = duplicate_key(raw)
             if repeated is not None:
                 message = f"duplicate key {repeated!r}: name each key once per object"
