@@ -1,6 +1,7 @@
 """One command line for every stage of the workflow, from `collect` to `monitor` and `retrain`.
 
-`{{ cookiecutter.package_name }} --help` lists the commands; the Makefile calls them.
+`{{ cookiecutter.package_name }} --help` lists the commands; the Makefile calls them. Each command
+imports what it needs when it runs, so `--help` and the registry commands start at once.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ from typing import Annotated
 
 import typer
 
-from . import data, drift_report, evaluate, monitor, registry, tables, train
-from .config import Paths, load_params, load_problem
 from .errors import ProjectError, exit_code
-from .problem_type import PROBLEM_TYPE
 
 app = typer.Typer(
     help="The ML workflow, stage by stage: from collect to evaluate, then monitor and retrain.",
@@ -30,6 +28,8 @@ ROOT = typer.Option(Path("."), "--root", help="Project root holding configs/, da
 
 
 def _context(root: Path):
+    from .config import Paths, load_params, load_problem
+
     paths = Paths(root.resolve())
     return paths, load_problem(paths.problem), load_params(paths.params)
 
@@ -42,6 +42,8 @@ def collect(
     ),
 ) -> None:
     """Stage 2: snapshot the source from problem.yaml into data/raw with a manifest."""
+    from . import data
+
     paths, problem, _ = _context(root)
     data.collect(problem, paths.raw, paths.root, force=force)
 
@@ -49,6 +51,9 @@ def collect(
 @app.command()
 def validate(root: Path = ROOT) -> None:
     """Stage 2: check data/raw against the contract in problem.yaml."""
+    from . import data
+    from .problem_type import PROBLEM_TYPE
+
     paths, problem, params = _context(root)
     raw = data.read_raw(paths.raw)
     data.validate(raw, problem, params, PROBLEM_TYPE.resolve_features(raw, problem))
@@ -57,6 +62,9 @@ def validate(root: Path = ROOT) -> None:
 @app.command()
 def prepare(root: Path = ROOT) -> None:
     """Stage 3: validate, clean and split data/raw into data/processed."""
+    from . import data
+    from .problem_type import PROBLEM_TYPE
+
     paths, problem, params = _context(root)
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
 
@@ -64,6 +72,9 @@ def prepare(root: Path = ROOT) -> None:
 @app.command("eda")
 def eda_command(root: Path = ROOT) -> None:
     """Stage 3: write reports/eda/README.md with tables and figures of the training set."""
+    from . import data, tables
+    from .problem_type import PROBLEM_TYPE
+
     paths, problem, _ = _context(root)
     train_df, _, schema = data.read_processed(paths.processed)
     notes = tables.preparation(paths.processed)
@@ -73,6 +84,8 @@ def eda_command(root: Path = ROOT) -> None:
 @app.command("train")
 def train_command(root: Path = ROOT) -> None:
     """Stage 4: cross-validate and fit baseline and candidate; write a model bundle."""
+    from . import train
+
     paths, problem, params = _context(root)
     train.run(paths.processed, paths.models, problem, params)
 
@@ -80,6 +93,8 @@ def train_command(root: Path = ROOT) -> None:
 @app.command("evaluate")
 def evaluate_command(root: Path = ROOT) -> None:
     """Stage 5: compare candidate and baseline on the test set; promote only through the gate."""
+    from . import evaluate
+
     paths, problem, params = _context(root)
     evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
 
@@ -87,6 +102,9 @@ def evaluate_command(root: Path = ROOT) -> None:
 @app.command()
 def pipeline(root: Path = ROOT) -> None:
     """Stages 2 to 5 in one go: collect, prepare (with validation), eda, train, evaluate."""
+    from . import data, evaluate, tables, train
+    from .problem_type import PROBLEM_TYPE
+
     paths, problem, params = _context(root)
     data.collect(problem, paths.raw, paths.root)
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
@@ -98,7 +116,10 @@ def pipeline(root: Path = ROOT) -> None:
 
 
 LOG = typer.Option(
-    monitor.DEFAULT_LOG, "--log", help="The service's prediction log, relative to --root."
+    None,
+    "--log",
+    help="The service's prediction log, relative to --root.",
+    show_default="logs/predictions.jsonl",
 )
 DATA = typer.Option(
     None,
@@ -111,7 +132,7 @@ DATA = typer.Option(
 @app.command("monitor")
 def monitor_command(
     root: Path = ROOT,
-    log_path: Path = LOG,
+    log_path: Path | None = LOG,
     data_path: Path | None = DATA,
     last: int | None = typer.Option(None, "--last", min=1, help="Only the last N records."),
     since: str | None = typer.Option(
@@ -121,6 +142,8 @@ def monitor_command(
     """Stage 7: compare recent inputs and predictions with the training data.
 
     Exits 0 for no drift, 1 for drift, 2 on an error, 3 when there is not enough data."""
+    from . import drift_report, monitor
+
     paths, _, params = _context(root)
     try:
         start = datetime.fromisoformat(since) if since else None
@@ -130,7 +153,7 @@ def monitor_command(
         paths.models,
         paths.reports / "monitoring",
         params.monitoring,
-        log_path=paths.root / log_path,
+        log_path=paths.root / (log_path or monitor.DEFAULT_LOG),
         data_path=paths.root / data_path if data_path else None,
         last=last,
         since=start,
@@ -148,6 +171,9 @@ def retrain(
 ) -> None:
     """Stage 7: collect the source again, train a candidate and promote it only through the
     gate, which also compares it with the serving model on the same fixed test set."""
+    from . import data, evaluate, monitor, train
+    from .problem_type import PROBLEM_TYPE
+
     paths, problem, params = _context(root)
     recent = monitor.read_data(holdout) if holdout else None
     data.collect(problem, paths.raw, paths.root, force=True)  # the old snapshot is archived
@@ -163,6 +189,9 @@ app.add_typer(models, name="models")
 @models.command("list")
 def models_list(root: Path = ROOT) -> None:
     """Every bundle, newest first, with its test score, gate verdict and pointers."""
+    from . import registry
+    from .config import Paths
+
     rows = registry.versions(Paths(root.resolve()).models)
     for row in rows:
         marks = " ".join(name for name in ("current", "candidate") if row[name])
@@ -181,6 +210,9 @@ def models_promote(
     force: bool = typer.Option(False, "--force", help="Promote even without a passed gate."),
 ) -> None:
     """Serve VERSION: point models/current at it (the running service follows)."""
+    from . import registry
+    from .config import Paths
+
     registry.promote(Paths(root.resolve()).models, version, reason, force=force)
     typer.echo(f"models/current -> {version}")
 
@@ -191,6 +223,9 @@ def models_rollback(
     reason: str = typer.Option("manual rollback", help="Why; written to the registry log."),
 ) -> None:
     """Serve the version that was current before this one."""
+    from . import registry
+    from .config import Paths
+
     typer.echo(f"models/current -> {registry.rollback(Paths(root.resolve()).models, reason)}")
 
 
@@ -209,6 +244,9 @@ def models_sign(
     """Sign bundles with the current MODEL_SIGNING_KEY: after a key rotation, or bundles
     made before signing. Their files must match their hashes; unless --trust, their
     signature must verify under MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_PREVIOUS."""
+    from . import registry
+    from .config import Paths
+
     models_dir = Paths(root.resolve()).models
     if every == bool(versions):
         raise ProjectError("name the versions to sign, or pass --all")
