@@ -38,6 +38,7 @@ CI_FILES = {
     "github": {
         Path(".github/workflows/ci.yml"): "vendor.github-workflows",
         Path(".github/workflows/release.yml"): "vendor.github-workflows",
+        Path(".github/dependabot.yml"): "vendor.dependabot",
     },
     "gitlab": {Path(".gitlab-ci.yml"): "vendor.gitlab-ci"},
     "none": {},
