@@ -15,6 +15,14 @@ from {{ cookiecutter.package_name }}.series import parts
 from {{ cookiecutter.package_name }}.series_service import Predictor
 
 
+@pytest.fixture(scope="module")
+def client(trained_project, tmp_path_factory):
+    """One test client for the tests that only read the service's answers."""
+    settings = settings_for(trained_project, tmp_path_factory.mktemp("service"))
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
 @pytest.fixture
 def series(card) -> dict:
     return card["features"][0]
