@@ -117,6 +117,7 @@ def test_free_text_is_left_out_because_the_detectors_cannot_read_it(problem, sen
         features.resolve_features(frame, declared)
 
 
+@pytest.mark.slow
 def test_the_eda_report_shows_the_anomalies_and_needs_no_labels(problem, sensors, tmp_path):
     frame = sensors.head(600)
     kinds = features.resolve_features(frame, problem)
