@@ -173,9 +173,8 @@ def test_actual_values_in_a_file_check_the_forecast_errors(trained_project, tmp_
 
 
 def test_a_file_without_a_single_number_in_the_series_is_an_error(
-    trained_project, tmp_path, thresholds
+    served, trained_project, tmp_path, thresholds
 ):
-    served = bundle.load(bundle.resolve(trained_project.models, "current"))
     name, stamp = served.metadata["target"], served.metadata["features"][0]["timestamp"]
     test = read_processed(trained_project.processed)[1]
     test[[stamp]].assign(**{name: "n/a"}).to_csv(tmp_path / "words.csv", index=False)
