@@ -80,6 +80,7 @@ def test_every_candidate_scores_and_flags(name, sensors):
     assert (exported is not None) == (name == "robust_covariance")  # the others: scikit-learn
 
 
+@pytest.mark.slow
 def test_the_same_rows_in_another_order_give_the_same_model(sensors):
     X = sensors[list(SENSORS)].to_numpy()
     shuffled = X[np.random.default_rng(1).permutation(len(X))]
@@ -116,6 +117,7 @@ def test_free_text_is_left_out_because_the_detectors_cannot_read_it(problem, sen
         features.resolve_features(frame, declared)
 
 
+@pytest.mark.slow
 def test_the_eda_report_shows_the_anomalies_and_needs_no_labels(problem, sensors, tmp_path):
     frame = sensors.head(600)
     kinds = features.resolve_features(frame, problem)
@@ -148,6 +150,7 @@ def test_the_response_gives_a_score_a_flag_and_the_threshold():
     assert PROBLEM_TYPE.prediction_counts(predictions, {}) == {"anomaly": 1, "normal": 1}
 
 
+@pytest.mark.slow
 def test_without_labels_it_trains_but_the_gate_says_why_it_cannot_judge(project, sensors):
     external = project.root / "data" / "external"
     external.mkdir(parents=True)

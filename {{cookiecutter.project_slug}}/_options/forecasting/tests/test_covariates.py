@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from conftest import edit_yaml, run_pipeline, scratch_project, settings_for
 from fastapi.testclient import TestClient
+from test_many_series import small_model
 
 from {{ cookiecutter.package_name }} import forecasters
 from {{ cookiecutter.package_name }}.api import create_app
@@ -61,6 +62,7 @@ def promoted(tmp_path_factory):
         source={"kind": "file", "path": "data/external/sales.csv"},
         target=spec().model_dump(exclude_none=True),
     )
+    small_model(paths)
     return run_pipeline(paths)
 
 

@@ -38,6 +38,8 @@ ALIASES = [
     "SME",
     "BMS",
 ]
+# One grid of each kind: month start, quarter end, weekly, business days, hours, half months.
+EVERY_KIND = {"MS", "QE", "W-SUN", "B", "2h", "SME"}
 
 
 def spec(frequency: str, timestamp_format: str | None = None) -> TargetSpec:
@@ -56,7 +58,10 @@ def read(written: list, frequency: str = "D", timestamp_format: str | None = Non
     return PROBLEM_TYPE.timestamps(raw, spec(frequency, timestamp_format)).tolist()
 
 
-@pytest.mark.parametrize("alias", ALIASES)
+@pytest.mark.parametrize(
+    "alias",
+    [a if a in EVERY_KIND else pytest.param(a, marks=pytest.mark.slow) for a in ALIASES],
+)
 def test_a_series_on_any_grid_is_read_trained_and_forecast_on_that_grid(alias):
     stamps = pd.date_range("1990-01-01", periods=160, freq=alias)
     target = spec(alias)

@@ -44,10 +44,16 @@ def use_file(paths, file: str, frame: pd.DataFrame, **target) -> None:
     )
 
 
+def small_model(paths) -> None:
+    """Fewer, larger boosting steps: projects about the series, not the score, train faster."""
+    edit_yaml(paths.params, model__params__max_iter=40, model__params__learning_rate=0.15)
+
+
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
     paths = scratch_project(tmp_path_factory, "many")
     use_file(paths, "stores.csv", stores(), series_id="store")
+    small_model(paths)
     return run_pipeline(paths)
 
 
@@ -165,6 +171,7 @@ def use_energy(paths) -> None:
     use_file(paths, "energy.csv", energy(), **target, frequency="YE", horizon=2, season_length=1)
 
 
+@pytest.mark.slow
 def test_seventeen_years_of_three_sources_train_and_cannot_be_judged(tmp_path_factory, caplog):
     paths = scratch_project(tmp_path_factory, "yearly")
     use_energy(paths)

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,6 +126,7 @@ def test_the_window_fits_the_longest_series():
         theta(np.array([1.0, 2.0]), np.zeros(2, dtype=int))
 
 
+@pytest.mark.slow
 def test_a_pipeline_with_the_theta_baseline_saves_and_loads_it(project):
     edit_yaml(project.params, baseline__strategy="theta")
     problem, params = load_problem(project.problem), quick(load_params(project.params))
@@ -191,17 +194,16 @@ def test_too_few_blocks_of_origins_cannot_be_judged(problem, params):
     assert f"make {needed - 1} blocks" in message and "shorter horizon" in message
 
 
-def test_a_holdout_that_does_not_continue_the_series_is_refused(project, problem, params):
-    data.collect(problem, project.raw, project.root)
-    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    prepared = quick(params)
-    train.run(project.processed, project.models, problem, prepared)
-    test = pd.read_parquet(project.processed / "test.parquet")
+def test_a_holdout_that_does_not_continue_the_series_is_refused(trained_project, tmp_path):
+    models = shutil.copytree(trained_project.models, tmp_path / "models")
+    problem = load_problem(trained_project.problem)
+    params = quick(load_params(trained_project.params))
+    test = pd.read_parquet(trained_project.processed / "test.parquet")
     stamp, name = problem.target.timestamp, problem.target.name
     late = pd.DataFrame(
         {stamp: test[stamp] + pd.Timedelta(len(test) + 5, unit="D"), name: test[name]}
     )
     with pytest.raises(DataError, match="does not continue the history"):
         evaluate.run(
-            project.processed, project.models, project.reports, problem, prepared, holdout=late
+            trained_project.processed, models, tmp_path / "reports", problem, params, holdout=late
         )

@@ -15,6 +15,20 @@ from {{ cookiecutter.package_name }}.series import parts
 from {{ cookiecutter.package_name }}.series_service import Predictor
 
 
+@pytest.fixture(scope="module")
+def client(trained_project, tmp_path_factory):
+    """One test client for the tests that only read the service's answers."""
+    settings = settings_for(trained_project, tmp_path_factory.mktemp("service"))
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def served(trained_project):
+    """The trained project's current bundle, as the service loads it."""
+    return bundle.load(bundle.resolve(trained_project.models, "current"))
+
+
 @pytest.fixture
 def series(card) -> dict:
     return card["features"][0]
@@ -79,9 +93,10 @@ def test_a_shorter_horizon_returns_fewer_steps(client, body):
     ]
 
 
-def test_the_service_forecasts_what_the_evaluation_backtest_forecasts(trained_project, body):
+def test_the_service_forecasts_what_the_evaluation_backtest_forecasts(
+    served, trained_project, body
+):
     """The API path (validation, regularisation, window) and the backtest agree."""
-    served = bundle.load(bundle.resolve(trained_project.models, "current"))
     history = body["history"]
     made = Predictor(served).forecast(history["timestamps"], history["values"], body["horizon"])
     spec = load_problem(trained_project.problem).target
@@ -183,14 +198,13 @@ def test_a_forecast_is_logged_and_counted_step_by_step(trained_project, tmp_path
     assert sum(float(line.rsplit(" ", 1)[1]) for line in counted) == body["horizon"]
 
 
-def test_the_bundle_holds_the_window_and_the_series_reference(trained_project):
-    loaded = bundle.load(bundle.resolve(trained_project.models, "current"))
+def test_the_bundle_holds_the_window_and_the_series_reference(served, trained_project):
     spec = load_problem(trained_project.problem).target
     train_part, _, _ = read_processed(trained_project.processed)
     [part] = parts(train_part, spec)
     history, positions = part.values, part.positions
     values, origins = np.append(history, 0.0), np.array([len(history)])
-    forecast, _ = forecasters.backtest(loaded.model, values, np.append(positions, 0), origins, 1)
+    forecast, _ = forecasters.backtest(served.model, values, np.append(positions, 0), origins, 1)
     assert np.isfinite(forecast).all()
-    assert loaded.metadata["features"][0]["min_history"] == loaded.model.window_
-    assert set(loaded.reference["features"]) == {"level", "change"}
+    assert served.metadata["features"][0]["min_history"] == served.model.window_
+    assert set(served.reference["features"]) == {"level", "change"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import quick, run_cli, run_pipeline, scratch_project
-from test_many_series import energy, stores, use_energy, use_file
+from test_many_series import energy, small_model, stores, use_energy, use_file
 
 from {{ cookiecutter.package_name }} import data, evaluate, recent_series, registry, train
 from {{ cookiecutter.package_name }}.config import MonitoringParams, load_params, load_problem
@@ -31,6 +31,7 @@ def monitor(monkeypatch, root, frame: pd.DataFrame, name: str) -> tuple[int, dic
     return code, json.loads((root / "reports" / "monitoring" / "latest.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_whole_training_file_and_its_end_are_no_drift(root, monkeypatch):
     sample = PROBLEM_TYPE.samples["demand"]()
     assert monitor(monkeypatch, root, sample, "all.csv")[0] == 0
@@ -48,6 +49,7 @@ def test_a_level_shift_is_drift_in_level(root, monkeypatch):
     assert "level" in report["drifted"]
 
 
+@pytest.mark.slow
 def test_a_reversed_season_is_drift(root, monkeypatch):
     sample = PROBLEM_TYPE.samples["demand"]()
     recent = sample.tail(240).copy()
@@ -59,6 +61,7 @@ def test_a_reversed_season_is_drift(root, monkeypatch):
     assert report["decides"]["status"] == "drift"
 
 
+@pytest.mark.slow
 def test_a_random_half_of_the_rows_is_read_stretch_by_stretch(root, monkeypatch):
     half = PROBLEM_TYPE.samples["demand"]().sample(frac=0.5, random_state=0)
     code, report = monitor(monkeypatch, root, half, "half.csv")
@@ -92,9 +95,11 @@ def test_the_interval_check_judges_on_few_points_but_not_on_too_few():
 def many(tmp_path_factory):
     paths = scratch_project(tmp_path_factory, "many_drift")
     use_file(paths, "stores.csv", stores(), series_id="store")
+    small_model(paths)
     return run_pipeline(paths)
 
 
+@pytest.mark.slow
 def test_the_report_has_a_row_per_series_and_names_the_one_that_drifted(many, monkeypatch):
     frame = stores()
     dates = pd.to_datetime(frame["date"])
@@ -142,6 +147,7 @@ def yearly(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_a_jump_in_a_short_yearly_series_alarms_and_no_change_does_not(yearly, monkeypatch):
     frame = energy()
     code, report = monitor(monkeypatch, yearly.root, frame, "energy.csv")

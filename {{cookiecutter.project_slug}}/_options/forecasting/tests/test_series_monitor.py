@@ -101,11 +101,15 @@ def test_half_of_a_series_of_repeated_long_decimals_is_no_drift():
         assert result["ks_statistic"] < 0.1, seed
 
 
-def test_histories_from_the_training_series_raise_no_alarm(served, reference_window, thresholds):
-    for seed in range(SEEDS):
-        report = check(served, bodies(reference_window, served, seed), thresholds)
-        assert report["enough_rows"], report["rows"]
-        assert not report["drift"], (seed, [r["reasons"] for r in report["features"]])
+@pytest.mark.parametrize(
+    "seed", [0, *(pytest.param(seed, marks=pytest.mark.slow) for seed in range(1, SEEDS))]
+)
+def test_histories_from_the_training_series_raise_no_alarm(
+    served, reference_window, thresholds, seed
+):
+    report = check(served, bodies(reference_window, served, seed), thresholds)
+    assert report["enough_rows"], report["rows"]
+    assert not report["drift"], (seed, [r["reasons"] for r in report["features"]])
 
 
 def test_a_level_shift_is_named(served, reference_window, thresholds, trained_project):
@@ -138,6 +142,7 @@ def test_too_few_values_are_not_enough_data(served, reference_window, thresholds
     assert line.startswith(f"not enough data: {report['rows']} distinct values, alarms need")
 
 
+@pytest.mark.slow
 def test_actual_values_in_a_file_check_the_forecast_errors(trained_project, tmp_path, thresholds):
     root = tmp_path / "project"
     shutil.copytree(trained_project.root, root)
@@ -168,9 +173,8 @@ def test_actual_values_in_a_file_check_the_forecast_errors(trained_project, tmp_
 
 
 def test_a_file_without_a_single_number_in_the_series_is_an_error(
-    trained_project, tmp_path, thresholds
+    served, trained_project, tmp_path, thresholds
 ):
-    served = bundle.load(bundle.resolve(trained_project.models, "current"))
     name, stamp = served.metadata["target"], served.metadata["features"][0]["timestamp"]
     test = read_processed(trained_project.processed)[1]
     test[[stamp]].assign(**{name: "n/a"}).to_csv(tmp_path / "words.csv", index=False)
@@ -202,6 +206,7 @@ def test_the_monitor_reads_the_service_log(served, reference_window, trained_pro
         monitor.read_log(path, since=datetime(2999, 1, 1, tzinfo=timezone.utc))
 
 
+@pytest.mark.slow
 def test_forecasts_logged_by_another_version_are_made_again(
     served, reference_window, trained_project, tmp_path, thresholds
 ):
@@ -221,6 +226,7 @@ def test_forecasts_logged_by_another_version_are_made_again(
     assert not report["drift"], report["summary"]
 
 
+@pytest.mark.slow
 def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough_data(
     served, reference_window, trained_project, tmp_path, monkeypatch, capsys
 ):
