@@ -129,6 +129,7 @@ def prepared(project, problem, params):
     return quick(params)
 
 
+@pytest.mark.slow
 def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem, prepared):
     good = train.run(project.processed, project.models, problem, prepared)
     evaluate.run(project.processed, project.models, project.reports, problem, prepared)
@@ -150,16 +151,16 @@ def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem
     assert metrics["gate"]["verdict"] == "failed"
 
 
-def test_the_report_sets_control_beside_treatment(project, problem, prepared):
-    train.run(project.processed, project.models, problem, prepared)
-    result = evaluate.run(project.processed, project.models, project.reports, problem, prepared)
+def test_the_report_sets_control_beside_treatment(trained_project):
+    """What evaluate wrote for the trained project: metrics.json holds the report it returned."""
+    result = json.loads((trained_project.reports / "metrics.json").read_text())
 
     assert set(result["candidate"]) == set(result["baseline"]) == set(PROBLEM_TYPE.metrics)
     low, high = result["primary"]["ci"]["candidate"]
     assert low <= result["primary"]["candidate"] <= high
-    text = (project.reports / "evaluation.md").read_text()
+    text = (trained_project.reports / "evaluation.md").read_text()
     assert "| metric" in text and "baseline" in text and "candidate" in text
-    train_rows = len(pd.read_parquet(project.processed / "train.parquet"))
+    train_rows = len(pd.read_parquet(trained_project.processed / "train.parquet"))
     assert f"Training set: {train_rows} rows" in text
     assert f"Held-out test set: {result['test_rows']} rows" in text
     for title, rows in result["tables"].items():
@@ -167,10 +168,11 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
         for row in rows:  # each row starts with its name (a class, ...) in a table cell
             assert re.search(rf"\|\s*{re.escape(str(next(iter(row.values()))))}\s*\|", text)
     assert "nan" not in text.lower().split()
-    for image in (project.reports / "figures").glob("*.png"):
+    for image in (trained_project.reports / "figures").glob("*.png"):
         assert f"figures/{image.name}" in text
 
 
+@pytest.mark.slow
 def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, prepared):
     train.run(project.processed, project.models, problem, prepared)
     evaluate.run(project.processed, project.models, project.reports, problem, prepared)
@@ -195,6 +197,7 @@ def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, p
     assert result["champion"]["holdout_score"] == pytest.approx(result["holdout"]["candidate"])
 
 
+@pytest.mark.slow
 def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
     project, problem, prepared, monkeypatch, capsys
 ):
@@ -220,6 +223,7 @@ def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
     assert "**Gate: INCONCLUSIVE**" in (project.reports / "evaluation.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_tiny_data_set_cannot_be_judged_and_exits_3(project, problem, monkeypatch, capsys):
     frame = PROBLEM_TYPE.samples[problem.source.name]()
 {%- if cookiecutter.problem_type == "forecasting" %}
