@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import sys
 import time
 
@@ -151,16 +152,18 @@ def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem
     assert metrics["gate"]["verdict"] == "failed"
 
 
-def test_the_report_sets_control_beside_treatment(trained_project):
-    """What evaluate wrote for the trained project: metrics.json holds the report it returned."""
-    result = json.loads((trained_project.reports / "metrics.json").read_text())
+def test_the_report_sets_control_beside_treatment(trained_project, project, problem, params):
+    """The trained project's candidate, evaluated again in a copy of its models."""
+    shutil.copytree(trained_project.models, project.models)
+    processed = trained_project.processed
+    result = evaluate.run(processed, project.models, project.reports, problem, quick(params))
 
     assert set(result["candidate"]) == set(result["baseline"]) == set(PROBLEM_TYPE.metrics)
     low, high = result["primary"]["ci"]["candidate"]
     assert low <= result["primary"]["candidate"] <= high
-    text = (trained_project.reports / "evaluation.md").read_text()
+    text = (project.reports / "evaluation.md").read_text()
     assert "| metric" in text and "baseline" in text and "candidate" in text
-    train_rows = len(pd.read_parquet(trained_project.processed / "train.parquet"))
+    train_rows = len(pd.read_parquet(processed / "train.parquet"))
     assert f"Training set: {train_rows} rows" in text
     assert f"Held-out test set: {result['test_rows']} rows" in text
     for title, rows in result["tables"].items():
@@ -168,7 +171,7 @@ def test_the_report_sets_control_beside_treatment(trained_project):
         for row in rows:  # each row starts with its name (a class, ...) in a table cell
             assert re.search(rf"\|\s*{re.escape(str(next(iter(row.values()))))}\s*\|", text)
     assert "nan" not in text.lower().split()
-    for image in (trained_project.reports / "figures").glob("*.png"):
+    for image in (project.reports / "figures").glob("*.png"):
         assert f"figures/{image.name}" in text
 
 
