@@ -149,6 +149,20 @@ def card(trained_project, tmp_path_factory) -> dict:
         return client.get("/v1/model").json()
 
 
+def another_version(models: Path, version: str) -> str:
+    """A second genuine bundle: the same models saved (and signed) again, with a note that
+    gives it another content hash, so another version name."""
+    from {{ cookiecutter.package_name }} import bundle
+
+    loaded = bundle.load(models / version)
+    recorded = ("version", "created_at", "files", "content_sha256")
+    metadata = {key: value for key, value in loaded.metadata.items() if key not in recorded}
+    metadata["note"] = "saved again"
+    return bundle.save(
+        models, loaded.model, loaded.baseline, metadata, loaded.reference, loaded.onnx
+    )
+
+
 def run_cli(monkeypatch, *args: str) -> int:
     """Run the project's command line with `args`, as a shell would; return its exit code."""
     from {{ cookiecutter.package_name }}.cli import main

@@ -13,25 +13,32 @@ import urllib.request
 
 import pytest
 import schemathesis
-from conftest import quick, settings_for
+from conftest import another_version, settings_for
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from {{ cookiecutter.package_name }} import bundle, evaluate, registry, train
+from {{ cookiecutter.package_name }} import bundle, registry
 from {{ cookiecutter.package_name }}.api import Settings, create_app
-from {{ cookiecutter.package_name }}.config import load_params, load_problem
+from {{ cookiecutter.package_name }}.config import load_problem
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 KEY = "a-key-of-16-characters-or-more"
 
 
 @pytest.fixture(scope="module")
-def body(trained_project, tmp_path_factory) -> dict:
-    """A valid request: the example of the OpenAPI document, made from the bundle."""
-    settings = settings_for(trained_project, tmp_path_factory.mktemp("example"))
+def service(trained_project, tmp_path_factory):
+    """A client of the service for the trained project, shared by the tests that neither
+    read its prediction log or metrics nor change its models."""
+    settings = settings_for(trained_project, tmp_path_factory.mktemp("service"))
     with TestClient(create_app(settings)) as client:
-        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        yield client
+
+
+@pytest.fixture(scope="module")
+def body(service) -> dict:
+    """A valid request: the example of the OpenAPI document, made from the bundle."""
+    schemas = service.get("/openapi.json").json()["components"]["schemas"]
     return schemas["PredictRequest"]["examples"][0]
 
 
@@ -43,11 +50,11 @@ def predictions_counted(metrics: str) -> float:
     )
 
 
-def test_health_and_readiness(client):
-    assert client.get("/health").json() == {"status": "ok"}
-    ready = client.get("/ready")
+def test_health_and_readiness(service):
+    assert service.get("/health").json() == {"status": "ok"}
+    ready = service.get("/ready")
     assert ready.status_code == 200
-    assert ready.json()["model_version"] == client.get("/v1/model").json()["model_version"]
+    assert ready.json()["model_version"] == service.get("/v1/model").json()["model_version"]
 
 
 def test_the_model_card_shows_the_version_the_gate_and_the_type(card, trained_project):
@@ -57,15 +64,17 @@ def test_the_model_card_shows_the_version_the_gate_and_the_type(card, trained_pr
     assert card["metrics"]["gate"]["passed"] is True
 
 
-def test_the_openapi_example_is_answered(client, body):
-    response = client.post("/v1/predict", json=body)
+def test_the_openapi_example_is_answered(service, body):
+    response = service.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
     PROBLEM_TYPE.PredictResponse.model_validate(response.json())
 
 
-def test_a_truncated_body_gets_a_422(client, body):
+def test_a_truncated_body_gets_a_422(service, body):
     raw = json.dumps(body).encode()[:20]
-    response = client.post("/v1/predict", content=raw, headers={"content-type": "application/json"})
+    response = service.post(
+        "/v1/predict", content=raw, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert "body" in json.dumps(response.json()["detail"])
 
@@ -131,10 +140,8 @@ def test_predictions_are_logged_and_counted(trained_project, tmp_path, body):
 
 
 @pytest.fixture
-def api_schema(trained_project, tmp_path):
-    app = create_app(settings_for(trained_project, tmp_path))
-    with TestClient(app):  # runs the lifespan, so the model is loaded
-        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+def api_schema(service):
+    return schemathesis.openapi.from_asgi("/openapi.json", service.app)
 
 
 def test_generated_requests_never_get_a_5xx_and_match_the_schema(api_schema):
@@ -201,14 +208,11 @@ def test_a_real_server_answers_on_loopback(trained_project, body):
 def test_promotion_and_rollback_reach_the_running_service(trained_project, tmp_path, body):
     models = tmp_path / "models"
     shutil.copytree(trained_project.models, models)
-    problem = load_problem(trained_project.problem)
-    params = quick(load_params(trained_project.params))
     settings = settings_for(trained_project, tmp_path, models_dir=models, reload_interval=0.2)
     with TestClient(create_app(settings)) as client:
         first = client.get("/v1/model").json()["model_version"]
-        time.sleep(1)  # a new version name: versions carry the time to the second
-        new = train.run(trained_project.processed, models, problem, params)
-        evaluate.run(trained_project.processed, models, tmp_path / "reports", problem, params)
+        new = another_version(models, first)
+        registry.promote(models, new, reason="test", force=True)
 
         assert client.post("/v1/reload").json() == {"model_version": new, "changed": True}
         answer = client.post("/v1/predict", json=body).json()

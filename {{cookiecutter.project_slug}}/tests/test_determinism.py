@@ -6,6 +6,7 @@ import json
 {% if cookiecutter.problem_type != "forecasting" -%}
 import numpy as np
 {% endif -%}
+import pytest
 from conftest import quick
 
 from {{ cookiecutter.package_name }} import bundle, data, evaluate, train
@@ -26,6 +27,7 @@ def run_pipeline(project, problem, params) -> tuple[str, dict]:
     return version, {key: value for key, value in metrics.items() if key not in VARYING}
 
 
+@pytest.mark.slow
 def test_a_rerun_gives_identical_metrics_and_predictions(project, problem, params):
     params = quick(params)
     first, first_metrics = run_pipeline(project, problem, params)  # draws the split

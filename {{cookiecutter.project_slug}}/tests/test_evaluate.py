@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import sys
 import time
 
@@ -129,6 +130,7 @@ def prepared(project, problem, params):
     return quick(params)
 
 
+@pytest.mark.slow
 def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem, prepared):
     good = train.run(project.processed, project.models, problem, prepared)
     evaluate.run(project.processed, project.models, project.reports, problem, prepared)
@@ -150,16 +152,18 @@ def test_a_rejected_candidate_leaves_the_current_model_in_place(project, problem
     assert metrics["gate"]["verdict"] == "failed"
 
 
-def test_the_report_sets_control_beside_treatment(project, problem, prepared):
-    train.run(project.processed, project.models, problem, prepared)
-    result = evaluate.run(project.processed, project.models, project.reports, problem, prepared)
+def test_the_report_sets_control_beside_treatment(trained_project, project, problem, params):
+    """The trained project's candidate, evaluated again in a copy of its models."""
+    shutil.copytree(trained_project.models, project.models)
+    processed = trained_project.processed
+    result = evaluate.run(processed, project.models, project.reports, problem, quick(params))
 
     assert set(result["candidate"]) == set(result["baseline"]) == set(PROBLEM_TYPE.metrics)
     low, high = result["primary"]["ci"]["candidate"]
     assert low <= result["primary"]["candidate"] <= high
     text = (project.reports / "evaluation.md").read_text()
     assert "| metric" in text and "baseline" in text and "candidate" in text
-    train_rows = len(pd.read_parquet(project.processed / "train.parquet"))
+    train_rows = len(pd.read_parquet(processed / "train.parquet"))
     assert f"Training set: {train_rows} rows" in text
     assert f"Held-out test set: {result['test_rows']} rows" in text
     for title, rows in result["tables"].items():
@@ -171,6 +175,7 @@ def test_the_report_sets_control_beside_treatment(project, problem, prepared):
         assert f"figures/{image.name}" in text
 
 
+@pytest.mark.slow
 def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, prepared):
     train.run(project.processed, project.models, problem, prepared)
     evaluate.run(project.processed, project.models, project.reports, problem, prepared)
@@ -195,6 +200,7 @@ def test_a_holdout_is_scored_for_candidate_and_serving_model(project, problem, p
     assert result["champion"]["holdout_score"] == pytest.approx(result["holdout"]["candidate"])
 
 
+@pytest.mark.slow
 def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
     project, problem, prepared, monkeypatch, capsys
 ):
@@ -220,6 +226,7 @@ def test_a_test_set_below_the_minimum_exits_3_and_promotes_nothing(
     assert "**Gate: INCONCLUSIVE**" in (project.reports / "evaluation.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_tiny_data_set_cannot_be_judged_and_exits_3(project, problem, monkeypatch, capsys):
     frame = PROBLEM_TYPE.samples[problem.source.name]()
 {%- if cookiecutter.problem_type == "forecasting" %}

@@ -193,6 +193,8 @@ def test_the_cli_exits_0_without_drift_1_with_drift_2_on_errors_3_without_enough
 ):
     root = tmp_path / "project"
     shutil.copytree(mixed_project.root, root)
+    loaded = {bundle.resolve(root / "models", "current"): served}  # the copied bundle, loaded
+    monkeypatch.setattr(bundle, "load", loaded.__getitem__)
     write_log(root / "logs" / "predictions.jsonl", root / "models", draw(train, 5), requests=4)
     shifted = draw(train, seed=6)
     shifted[numeric_feature(served)] *= 3
@@ -238,6 +240,7 @@ def decimal_project(mixed_project, tmp_path_factory) -> Paths:
     return paths
 
 
+@pytest.mark.slow
 def test_a_random_half_of_the_training_source_is_no_drift(decimal_project, monkeypatch):
     """The reference is built as live data is read: no false alarm on repeated long decimals."""
     source = data.read_csv(decimal_project.root / "data" / "external" / "mixed.csv")

@@ -1,32 +1,31 @@
+import shutil
 import time
 
 import pytest
-from conftest import PROJECT_ROOT, quick
+from conftest import quick
 
-from {{ cookiecutter.package_name }} import bundle, data, evaluate, registry, train
-from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
+from {{ cookiecutter.package_name }} import bundle, evaluate, registry, train
+from {{ cookiecutter.package_name }}.config import load_params, load_problem
 from {{ cookiecutter.package_name }}.errors import ProjectError
-from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_versions(tmp_path_factory):
-    """A project with two bundles that passed the gate, promoted one after the other."""
+def two_versions(trained_project, tmp_path_factory):
+    """The trained project's models plus a second bundle that passed the gate, promoted after
+    the first."""
     root = tmp_path_factory.mktemp("registry")
-    (root / "configs").mkdir()
-    for name in ("problem.yaml", "params.yaml"):
-        (root / "configs" / name).write_text((PROJECT_ROOT / "configs" / name).read_text())
-    project = Paths(root)
-    problem, params = load_problem(project.problem), quick(load_params(project.params))
-    data.collect(problem, project.raw, project.root)
-    PROBLEM_TYPE.prepare(data.read_raw(project.raw), problem, params, project.processed)
-    promoted = []
-    for _ in range(2):
-        time.sleep(1.1)  # version names carry the time to the second
-        train.run(project.processed, project.models, problem, params)
-        evaluate.run(project.processed, project.models, project.reports, problem, params)
-        promoted.append(bundle.read_pointer(project.models, "current"))
-    return project.models, promoted
+    models = root / "models"
+    shutil.copytree(trained_project.models, models)
+    problem = load_problem(trained_project.problem)
+    params = quick(load_params(trained_project.params))
+    promoted = [bundle.read_pointer(models, "current")]
+    time.sleep(1.1)  # version names carry the time to the second
+    train.run(trained_project.processed, models, problem, params)
+    evaluate.run(trained_project.processed, models, root / "reports", problem, params)
+    promoted.append(bundle.read_pointer(models, "current"))
+    return models, promoted
 
 
 def test_versions_lists_every_bundle_with_its_verdict(two_versions):

@@ -20,19 +20,25 @@ from {{ cookiecutter.package_name }}.predictor import Predictor, row_model, to_f
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 
-@pytest.fixture
-def client(mixed_project, tmp_path):
-    """A client of the service for the project with every feature kind."""
-    with TestClient(create_app(settings_for(mixed_project, tmp_path))) as client:
+@pytest.fixture(scope="module")
+def client(mixed_project, tmp_path_factory):
+    """A client of the service for the project with every feature kind, shared by the tests
+    that only send requests (none of them reads the prediction log or the metrics)."""
+    settings = settings_for(mixed_project, tmp_path_factory.mktemp("rows"))
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def card(mixed_project, tmp_path_factory) -> dict:
+def card(client) -> dict:
     """The model card of the project with every feature kind."""
-    settings = settings_for(mixed_project, tmp_path_factory.mktemp("card"))
-    with TestClient(create_app(settings)) as client:
-        return client.get("/v1/model").json()
+    return client.get("/v1/model").json()
+
+
+@pytest.fixture(scope="module")
+def loaded(mixed_project) -> bundle.Bundle:
+    """The current bundle of the project with every feature kind."""
+    return bundle.load(bundle.resolve(mixed_project.models, "current"))
 
 
 @pytest.fixture
@@ -110,7 +116,7 @@ def test_a_bad_row_gets_a_422_naming_the_field(client, row, card, case):
     assert any(loc[:3] == ["body", "instances", 1] and loc[3] in named for loc in locations)
 
 
-def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_project):
+def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_project, loaded):
     """Categories and dates exactly as the CSV spells them (dates as YYYY/MM/DD); numbers
     as JSON numbers, since text is no number."""
     with open(mixed_project.root / "data" / "external" / "mixed.csv", newline="") as file:
@@ -126,7 +132,6 @@ def test_a_row_copied_from_the_training_csv_is_accepted(client, card, mixed_proj
     response = client.post("/v1/predict", json={"instances": copied})
     assert response.status_code == 200, response.text
 
-    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
     out = loaded.model[:-1].transform(to_frame(copied, card["features"]))
     out = out.toarray() if hasattr(out, "toarray") else out  # TF-IDF makes it sparse
     parts = list(loaded.model[:-1].get_feature_names_out())
@@ -206,8 +211,7 @@ def test_a_batch_is_logged_and_counted_row_by_row(mixed_project, tmp_path, row):
     assert counted == 2
 
 
-def test_the_fast_path_gives_the_reference_predictions(mixed_project):
-    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
+def test_the_fast_path_gives_the_reference_predictions(mixed_project, loaded):
     predictor = Predictor(loaded)
     if any(f["kind"] == "text" for f in predictor.schema):
         assert loaded.onnx is None and predictor.fast is None  # TF-IDF: the pipeline serves
@@ -222,8 +226,7 @@ def test_the_fast_path_gives_the_reference_predictions(mixed_project):
     assert to_frame(rows, predictor.schema).shape == (len(rows), len(predictor.schema))
 
 
-def test_a_model_without_onnx_is_served_by_its_pipeline(mixed_project, row):
-    loaded = bundle.load(bundle.resolve(mixed_project.models, "current"))
+def test_a_model_without_onnx_is_served_by_its_pipeline(loaded, row):
     predictor = Predictor(dataclasses.replace(loaded, onnx=None))
     assert predictor.fast is None
     rows = [row, dict.fromkeys(row)]

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import edit_yaml, run_cli, settings_for
+from conftest import another_version, edit_yaml, run_cli, settings_for
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }} import bundle, data, drift_report, monitor, registry
@@ -58,18 +58,6 @@ def rehash(bundle_dir: Path, metadata: dict) -> None:
     metadata["files"] = {name: bundle.sha256_file(bundle_dir / name) for name in metadata["files"]}
     metadata["content_sha256"] = bundle._content_hash(metadata["files"], metadata)
     bundle.write_json(bundle_dir / bundle.METADATA, metadata)
-
-
-def another_version(models: Path, version: str) -> str:
-    """A second genuine bundle: the same models saved (and signed) again, with a note that
-    gives it another content hash, so another version name."""
-    loaded = bundle.load(models / version)
-    recorded = ("version", "created_at", "files", "content_sha256")
-    metadata = {key: value for key, value in loaded.metadata.items() if key not in recorded}
-    metadata["note"] = "saved again"
-    return bundle.save(
-        models, loaded.model, loaded.baseline, metadata, loaded.reference, loaded.onnx
-    )
 
 
 def test_promote_refuses_a_path_outside_models(models, tmp_path, monkeypatch, capsys):
@@ -357,17 +345,17 @@ def trained(request):
 
 
 @pytest.fixture(scope="module")
-def example(trained, tmp_path_factory) -> dict:
-    settings = settings_for(trained, tmp_path_factory.mktemp("example"))
+def client(trained, tmp_path_factory):
+    """A client of the service, shared by the tests that only send it requests."""
+    settings = settings_for(trained, tmp_path_factory.mktemp("client"))
     with TestClient(create_app(settings)) as client:
-        schemas = client.get("/openapi.json").json()["components"]["schemas"]
-    return schemas["PredictRequest"]["examples"][0]
-
-
-@pytest.fixture
-def client(trained, tmp_path):
-    with TestClient(create_app(settings_for(trained, tmp_path))) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def example(client) -> dict:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    return schemas["PredictRequest"]["examples"][0]
 
 
 def leaves(value, path=()):
@@ -481,6 +469,7 @@ def chunked(path: str, body: bytes, size: int = 256) -> bytes:
     return head + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
 
 
+@pytest.mark.slow
 def test_a_client_that_leaves_mid_body_counts_as_a_disconnect_not_a_server_error(server, example):
     body = json.dumps(example).encode()
     head = (
@@ -497,6 +486,7 @@ def test_a_client_that_leaves_mid_body_counts_as_a_disconnect_not_a_server_error
     assert "Traceback" not in server.output.read_text()
 
 
+@pytest.mark.slow
 def test_an_empty_or_short_api_key_stops_the_service_with_one_line(trained, tmp_path, monkeypatch):
     output = tmp_path / "output.txt"
     refused = Server({"SERVICE_MODELS_DIR": str(trained.models), "SERVICE_API_KEY": ""}, output)
@@ -701,12 +691,14 @@ def test_every_key_is_counted_so_no_duplicate_is_missed():
     assert predict.key_ends(b'{"a" :1, "b":"c\\": d", "e"\n:[], "t": "10:30"}') == 5
 
 
+@pytest.mark.slow
 def test_a_post_without_a_body_is_answered(server):
     """`curl -X POST` sends neither Content-Length nor Transfer-Encoding."""
     reply = server.exchange(b"POST /v1/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200"), reply
 
 
+@pytest.mark.slow
 def test_a_chunked_body_is_read_up_to_the_limit_and_refused_past_it(server, example):
     body = json.dumps(example).encode()
     assert server.exchange(chunked("/v1/predict", body)).startswith(b"HTTP/1.1 200")
@@ -797,12 +789,21 @@ def root(trained_project, tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def served(trained_project):
+    """The trained project's current bundle, loaded once."""
+    return bundle.load(bundle.resolve(trained_project.models, "current"))
+
+
 @pytest.mark.parametrize(("option", "name", "content"), BAD_INPUTS)
 def test_bad_monitor_input_is_one_line_and_exit_2(
-    root, monkeypatch, capsys, caplog, option, name, content
+    root, served, monkeypatch, capsys, caplog, option, name, content
 ):
     """Not the drift code 1, and no traceback: a missing, empty, binary or corrupt file, other
-    columns, or log lines that are no prediction records."""
+    columns, or log lines that are no prediction records. The bundle copied into `root` is
+    the one loaded once for all of these cases."""
+    loaded = {bundle.resolve(root / "models", "current"): served}
+    monkeypatch.setattr(bundle, "load", loaded.__getitem__)
     path = root / name
     if content == "dir":
         path.mkdir()
@@ -818,25 +819,30 @@ def test_bad_monitor_input_is_one_line_and_exit_2(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
-def logged_lines(trained_project, tmp_path, requests: int) -> list[dict]:
-    """Records of the service's own log, from the OpenAPI example sent `requests` times."""
-    settings = settings_for(trained_project, tmp_path)
+@pytest.fixture(scope="module")
+def logged_lines(trained_project, tmp_path_factory) -> list[str]:
+    """Lines of the service's own log, from the OpenAPI example sent three times."""
+    settings = settings_for(trained_project, tmp_path_factory.mktemp("logged"))
     with TestClient(create_app(settings)) as client:
         schemas = client.get("/openapi.json").json()["components"]["schemas"]
         body = schemas["PredictRequest"]["examples"][0]
-        for _ in range(requests):
+        for _ in range(3):
             assert client.post("/v1/predict", json=body).status_code == 200
-    lines = settings.prediction_log_path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines]
+    return settings.prediction_log_path.read_text(encoding="utf-8").splitlines()
 
 
-def test_the_monitor_reads_rotated_logs_oldest_first(trained_project, tmp_path):
+@pytest.fixture
+def records(logged_lines) -> list[dict]:
+    """The three records of the service's own log, to change freely."""
+    return [json.loads(line) for line in logged_lines]
+
+
+def test_the_monitor_reads_rotated_logs_oldest_first(records, tmp_path):
     """predictions.jsonl.2, .1, then predictions.jsonl, so --last and --since span a
     rotation."""
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     log = tmp_path / "logs" / "predictions.jsonl"
     log.parent.mkdir()
-    records = logged_lines(trained_project, tmp_path, requests=3)
     for hours, (record, name) in enumerate(zip(records, [".2", ".1", ""], strict=True)):
         record["time"] = (start + timedelta(hours=hours)).isoformat()
         log.with_name(log.name + name).write_text(json.dumps(record) + "\n", encoding="utf-8")
@@ -848,11 +854,10 @@ def test_the_monitor_reads_rotated_logs_oldest_first(trained_project, tmp_path):
     assert [r["time"] - start for r in monitor.read_log(log, since=since)] == times[1:]
 
 
-def test_a_log_line_of_the_wrong_shape_is_skipped(trained_project, tmp_path, caplog):
+def test_a_log_line_of_the_wrong_shape_is_skipped(records, tmp_path, caplog):
     """A model_version that is not a string, or predictions that are not a list of values."""
     log = tmp_path / "logs" / "predictions.jsonl"
     log.parent.mkdir()
-    records = logged_lines(trained_project, tmp_path, requests=3)
     records[0]["response"]["model_version"] = ["v"]
     answer = "forecast" if PROBLEM_TYPE.name == "forecasting" else "predictions"
     records[1]["response"][answer] = [[1]]
@@ -862,13 +867,10 @@ def test_a_log_line_of_the_wrong_shape_is_skipped(trained_project, tmp_path, cap
     assert "skipped 2 unreadable lines" in caplog.text
 
 
-def test_a_rotation_between_listing_and_reading_the_log_is_no_error(
-    trained_project, tmp_path, monkeypatch
-):
+def test_a_rotation_between_listing_and_reading_the_log_is_no_error(records, tmp_path, monkeypatch):
     log = tmp_path / "logs" / "predictions.jsonl"
     log.parent.mkdir()
-    records = logged_lines(trained_project, tmp_path, requests=2)
-    for record, name in zip(records, [".1", ""], strict=True):
+    for record, name in zip(records[:2], [".1", ""], strict=True):
         log.with_name(log.name + name).write_text(json.dumps(record) + "\n", encoding="utf-8")
     listed = drift_report.log_files(log)
     log.with_name(log.name + ".1").unlink()  # dropped by a rotation after the listing
