@@ -597,9 +597,9 @@ def test_other_python_versions_install_and_pass_their_tests(problem_type, python
     sh(project, "make", "setup")
     version = sh(project, python_of(project), "-c", "import sys; print(sys.version)").stdout
     assert version.startswith(python_version)
-    result = sh(project, "make", "test")  # the fast tier
+    result = sh(project, "make", "test")  # the fast tier, on pytest-xdist workers
     assert " passed" in result.stdout
-    assert " deselected" in result.stdout  # the slow tier is left to `make test-all`
+    assert " failed" not in result.stdout
 
 
 def free_port() -> int:

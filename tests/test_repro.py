@@ -97,7 +97,9 @@ def test_make_test_leaves_the_slow_tier_to_make_test_all(github_project):
         )
         return result.stdout.splitlines()
 
-    assert commands("test") == ['.venv/bin/python -m pytest -m "not slow"']
+    assert commands("test") == [
+        '.venv/bin/python -m pytest -m "not slow" -n auto --maxprocesses 4 --dist worksteal'
+    ]
     assert commands("test-all") == [".venv/bin/python -m pytest"]
     pyproject = (github_project / "pyproject.toml").read_text(encoding="utf-8")
     assert '"slow: ' in pyproject  # the marker is registered (--strict-markers)

@@ -1,15 +1,19 @@
+"""Shared fixtures. The project's modules are imported where a fixture needs them, so that
+pytest-xdist's controller, which runs no test, starts without loading them."""
+
+from __future__ import annotations
+
 import secrets
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.config import Paths, load_params, load_problem
+if TYPE_CHECKING:
+    from {{ cookiecutter.package_name }}.config import Paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,17 +31,23 @@ def environment():
 @pytest.fixture
 def project(tmp_path: Path) -> Paths:
     """A scratch project root with this project's configs, so tests never touch data/ or models/."""
+    from {{ cookiecutter.package_name }}.config import Paths
+
     shutil.copytree(PROJECT_ROOT / "configs", tmp_path / "configs")
     return Paths(tmp_path)
 
 
 @pytest.fixture
 def problem(project: Paths):
+    from {{ cookiecutter.package_name }}.config import load_problem
+
     return load_problem(project.problem)
 
 
 @pytest.fixture
 def params(project: Paths):
+    from {{ cookiecutter.package_name }}.config import load_params
+
     return load_params(project.params)
 
 
@@ -46,7 +56,7 @@ def quick(params):
     return params.model_copy(
         update={
             "cv": params.cv.model_copy(update={"folds": 2}),
-            "evaluation": params.evaluation.model_copy(update={"bootstrap_resamples": 200}),
+            "evaluation": params.evaluation.model_copy(update={"bootstrap_resamples": 100}),
         }
     )
 
@@ -65,6 +75,8 @@ def edit_yaml(path: Path, **changes) -> None:
 
 def scratch_project(tmp_path_factory, name: str) -> Paths:
     """A fresh project root named `name` with this project's configs."""
+    from {{ cookiecutter.package_name }}.config import Paths
+
     root = tmp_path_factory.mktemp(name)
     shutil.copytree(PROJECT_ROOT / "configs", root / "configs")
     return Paths(root)
@@ -73,6 +85,7 @@ def scratch_project(tmp_path_factory, name: str) -> Paths:
 def run_pipeline(paths: Paths) -> Paths:
     """Collect, prepare, train and evaluate as `make pipeline` does, with `quick` params."""
     from {{ cookiecutter.package_name }} import data, evaluate, train
+    from {{ cookiecutter.package_name }}.config import load_params, load_problem
     from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
@@ -94,6 +107,10 @@ def trained_project(tmp_path_factory) -> Paths:
 def mixed_project(tmp_path_factory) -> Paths:
     """A project trained on the sample plus a number (where it has none), a text category, a
     date and gaps: every feature kind the service handles. Trained once per test session."""
+    import numpy as np
+    import pandas as pd
+
+    from {{ cookiecutter.package_name }}.config import load_problem
     from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
     paths = scratch_project(tmp_path_factory, "mixed")
@@ -133,6 +150,8 @@ def settings_for(paths: Paths, tmp_path: Path, **changes):
 @pytest.fixture
 def client(trained_project, tmp_path):
     """A test client of the service for the trained project's current model."""
+    from fastapi.testclient import TestClient
+
     from {{ cookiecutter.package_name }}.api import create_app
 
     with TestClient(create_app(settings_for(trained_project, tmp_path))) as client:
@@ -142,6 +161,8 @@ def client(trained_project, tmp_path):
 @pytest.fixture(scope="module")
 def card(trained_project, tmp_path_factory) -> dict:
     """The trained project's model card, as GET /v1/model shows it."""
+    from fastapi.testclient import TestClient
+
     from {{ cookiecutter.package_name }}.api import create_app
 
     settings = settings_for(trained_project, tmp_path_factory.mktemp("card"))

@@ -144,6 +144,7 @@ def api_schema(service):
     return schemathesis.openapi.from_asgi("/openapi.json", service.app)
 
 
+@pytest.mark.slow  # fuzzing: many generated requests per operation
 def test_generated_requests_never_get_a_5xx_and_match_the_schema(api_schema):
     checks = [not_a_server_error, response_schema_conformance]
     for operation in api_schema.get_all_operations():

@@ -118,6 +118,7 @@ def test_a_category_is_one_value_however_it_is_written():
     assert features.category_text("007") == "007"  # a code with leading zeros stays text
 
 
+@pytest.mark.slow  # draws the report's figures
 def test_the_eda_report_lists_left_out_columns_and_possible_codes(problem, tmp_path):
     sample = with_name_and_code(PROBLEM_TYPE.samples[problem.source.name]())
     kinds = features.resolve_features(sample, problem)
