@@ -20,6 +20,13 @@ PINNED = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+\.
 MISSING_PYTHON = "3.99"
 
 
+def make_env(**changes: str) -> dict[str, str]:
+    """The environment for a project's own `make`, without the settings an outer `make`
+    (the template's `make test`) passes down: they would make it print its directory."""
+    outer = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    return {**{k: v for k, v in os.environ.items() if k not in outer}, **changes}
+
+
 def workflow(project: Path, name: str) -> dict:
     # YAML 1.1 reads the key `on` as True; GitHub reads it as "on".
     return yaml.safe_load((project / ".github" / "workflows" / name).read_text(encoding="utf-8"))
@@ -91,6 +98,7 @@ def test_make_test_leaves_the_slow_tier_to_make_test_all(github_project):
         result = subprocess.run(
             ["make", "--dry-run", target],
             cwd=github_project,
+            env=make_env(),
             capture_output=True,
             text=True,
             check=True,
@@ -154,7 +162,7 @@ def test_setup_without_the_python_fails_in_one_line_and_makes_no_venv(
     result = subprocess.run(
         ["make", "setup", f"PYTHON_VERSION={MISSING_PYTHON}"],
         cwd=project,
-        env={**os.environ, "PATH": path, "UV_OFFLINE": "1"},
+        env=make_env(PATH=path, UV_OFFLINE="1"),
         capture_output=True,
         text=True,
         check=False,
