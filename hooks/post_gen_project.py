@@ -13,6 +13,7 @@ from pathlib import Path
 SLUG = json.loads(r'''{{ cookiecutter.project_slug | tojson }}''')
 PACKAGE = json.loads(r'''{{ cookiecutter.package_name | tojson }}''')
 PROBLEM_TYPE = json.loads(r'''{{ cookiecutter.problem_type | tojson }}''')
+DEEP_LEARNING = json.loads(r'''{{ cookiecutter.deep_learning | tojson }}''')
 LICENSE = json.loads(r'''{{ cookiecutter.license | tojson }}''')
 CI = json.loads(r'''{{ cookiecutter.ci | tojson }}''')
 # Set by cruft only: the template commit being rendered.
@@ -49,6 +50,21 @@ UNUSED = {
     ],
     "anomaly_detection": ["src/{package}/labels.py", "tests/test_labels.py"],
 }
+
+
+# The network candidates' modules and tests: only projects that chose deep_learning keep them.
+NETWORK_FILES = [
+    "src/{package}/neural.py",
+    "src/{package}/networks.py",
+    "tests/test_networks.py",
+]
+
+
+def drop_networks(root: Path, deep_learning: str, package: str) -> None:
+    """Delete the network modules unless the project asked for them."""
+    if deep_learning != "yes":
+        for pattern in NETWORK_FILES:
+            (root / pattern.format(package=package)).unlink(missing_ok=True)
 
 
 def apply_problem_type(root: Path, problem_type: str) -> None:
@@ -120,6 +136,7 @@ def main() -> None:
     root = Path.cwd().resolve()
     apply_problem_type(root, PROBLEM_TYPE)
     drop_unused(root, PROBLEM_TYPE, PACKAGE)
+    drop_networks(root, DEEP_LEARNING, PACKAGE)
     apply_license(root, LICENSE)
     apply_ci(root, CI)
     if not is_cruft_scratch_render(root):

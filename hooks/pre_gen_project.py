@@ -24,6 +24,7 @@ ANSWERS = {
     "package_name": json.loads(r'''{{ cookiecutter.package_name | tojson }}'''),
     "author_email": json.loads(r'''{{ cookiecutter.author_email | tojson }}'''),
     "problem_type": json.loads(r'''{{ cookiecutter.problem_type | tojson }}'''),
+    "deep_learning": json.loads(r'''{{ cookiecutter.deep_learning | tojson }}'''),
     "python_version": json.loads(r'''{{ cookiecutter.python_version | tojson }}'''),
     "license": json.loads(r'''{{ cookiecutter.license | tojson }}'''),
     "ci": json.loads(r'''{{ cookiecutter.ci | tojson }}'''),
@@ -41,6 +42,7 @@ PROBLEM_TYPES = (
     "forecasting",
     "anomaly_detection",
 )
+YES_NO = ("no", "yes")
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
 CI_CHOICES = ("github", "gitlab", "none")
@@ -81,6 +83,8 @@ def main() -> None:
         fail("author_email", "must look like name@domain.tld", "ml-team@example.com")
     if ANSWERS["problem_type"] not in PROBLEM_TYPES:
         fail("problem_type", f"must be one of {', '.join(PROBLEM_TYPES)}", "classification")
+    if ANSWERS["deep_learning"] not in YES_NO:
+        fail("deep_learning", "must be yes or no", "no")
     if ANSWERS["python_version"] not in PYTHON_VERSIONS:
         fail("python_version", f"must be one of {', '.join(PYTHON_VERSIONS)}", "3.12")
     if ANSWERS["license"] not in LICENSES:
