@@ -333,7 +333,7 @@ class NetworkEstimator(BaseEstimator):
         return module.eval()
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ gives __dict__
         state.pop("_runner", None)  # an ONNX Runtime session: rebuilt on demand
         return state
 
