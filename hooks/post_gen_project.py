@@ -56,6 +56,7 @@ UNUSED = {
 NETWORK_FILES = [
     "src/{package}/neural.py",
     "src/{package}/networks.py",
+    "src/{package}/architectures.py",
     "tests/test_networks.py",
 ]
 

@@ -22,6 +22,9 @@ import numpy as np
 
 from .bundle import Bundle
 from .features import category_text, parse_date
+{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+from .neural import NetworkEstimator
+{%- endif %}
 from .predictor import Row, to_frame
 from .problem_type import PROBLEM_TYPE
 
@@ -191,6 +194,10 @@ def export_onnx(pipeline) -> bytes | None:
     from skl2onnx import to_onnx
 
     estimator = pipeline[-1]
+{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+    if isinstance(estimator, NetworkEstimator):
+        return estimator.exported_.onnx  # exported by torch and checked when it was trained
+{%- endif %}
     sample = np.zeros((1, estimator.n_features_in_), dtype=np.float32)
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
     try:

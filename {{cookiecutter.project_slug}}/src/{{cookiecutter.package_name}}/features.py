@@ -39,6 +39,10 @@ from .data import (
     write_processed,
 )
 from .errors import DataError
+{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+from .networks import NetworkPipeline
+from .neural import NetworkEstimator
+{%- endif %}
 from .problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
@@ -435,7 +439,12 @@ class _ToText(TransformerMixin, BaseEstimator):
 def model_pipeline(
     features: dict[str, FeatureKind], params: PreprocessingParams, estimator
 ) -> Pipeline:
-    return Pipeline([("preprocess", build_preprocessor(features, params)), ("model", estimator)])
+    steps = [("preprocess", build_preprocessor(features, params)), ("model", estimator)]
+{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+    if isinstance(estimator, NetworkEstimator):
+        return NetworkPipeline(steps)  # the network embeds each one-hot and text block
+{%- endif %}
+    return Pipeline(steps)
 
 
 CLEANING_FILE = "cleaning.json"

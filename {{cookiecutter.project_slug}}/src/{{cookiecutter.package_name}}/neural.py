@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ DEVICES = ("auto", "cpu", "cuda")
 PROBE_ROWS = 32
 # The export computes in float32 like the module, but may order its sums differently.
 RTOL, ATOL = 1e-4, 1e-5
+# An epoch improves on the best one when its validation loss is lower by more than this
+# share: smaller gains are noise, and waiting for them only spends epochs.
+MIN_IMPROVEMENT = 1e-3
 
 
 class ExportMismatch(Exception):
@@ -148,12 +152,12 @@ def train(
             batch_loss = loss(module(*(t[rows] for t in tensors)), truth[rows])
             batch_loss.backward()
             optimiser.step()
-            total += float(batch_loss) * len(rows)
+            total += batch_loss.item() * len(rows)
         train_loss = total / len(order)
         module.eval()
         with torch.no_grad():
             val_loss = float(loss(module(*(t[val] for t in tensors)), truth[val]))
-        improved = val_loss < best[0]
+        improved = val_loss < best[0] * (1 - MIN_IMPROVEMENT)
         if improved:
             best = (val_loss, epoch, train_loss)
             best_state = copy.deepcopy(module.state_dict())
@@ -213,17 +217,21 @@ def export_onnx(module, example: Sequence[np.ndarray], input_names: Sequence[str
     module = module.to("cpu").eval()
     args = tuple(torch.as_tensor(np.asarray(x)) for x in example)
     rows = torch.export.Dim("rows", min=1)
-    # The exporter reports progress and warnings on its own; the log says what matters.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    program = torch.onnx.export(
-        module,
-        args,
-        input_names=list(input_names),
-        dynamic_shapes=tuple({0: rows} for _ in args),
-        dynamo=True,
-        verbose=False,
-        report=False,
-    )
+    # The exporter and its optimiser log every pass, and warn about operators of packages
+    # this model does not use (torchvision); a failure still raises.
+    for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecations, inside export
+        program = torch.onnx.export(
+            module,
+            args,
+            input_names=list(input_names),
+            dynamic_shapes=tuple({0: rows} for _ in args),
+            dynamo=True,
+            verbose=False,
+            report=False,
+        )
     return program.model_proto.SerializeToString()
 
 

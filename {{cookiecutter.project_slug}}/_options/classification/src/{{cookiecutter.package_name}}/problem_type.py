@@ -15,6 +15,9 @@ from sklearn.metrics import roc_auc_score
 from .compiled import CompiledRowProblemType
 from .contract import Metric
 from .labels import METRICS, LabelProblemType, Predictions
+{%- if cookiecutter.deep_learning == "yes" %}
+from .networks import NetworkClassifier
+{%- endif %}
 
 
 class PredictResponse(BaseModel):
@@ -47,6 +50,9 @@ class Classification(CompiledRowProblemType, LabelProblemType):
     prediction_metric_help = "Predicted rows by class."
     samples: ClassVar = {"wine": _load_wine}
     candidates: ClassVar = {
+{%- if cookiecutter.deep_learning == "yes" %}
+        "network": NetworkClassifier,
+{%- endif %}
         "logistic_regression": LogisticRegression,
         "random_forest": RandomForestClassifier,
         "hist_gradient_boosting": HistGradientBoostingClassifier,

@@ -24,6 +24,9 @@ from sklearn.metrics import (
 from . import drift
 from .compiled import CompiledRowProblemType
 from .contract import Metric
+{%- if cookiecutter.deep_learning == "yes" %}
+from .networks import NetworkRegressor
+{%- endif %}
 
 
 class TargetSpec(BaseModel):
@@ -62,6 +65,9 @@ class Regression(CompiledRowProblemType):
     prediction_metric_help = "Predicted rows by decile of the training predictions."
     samples: ClassVar = {"diabetes": _load_diabetes}
     candidates: ClassVar = {
+{%- if cookiecutter.deep_learning == "yes" %}
+        "network": NetworkRegressor,
+{%- endif %}
         "ridge": Ridge,
         "random_forest": RandomForestRegressor,
         "hist_gradient_boosting": HistGradientBoostingRegressor,

@@ -20,6 +20,9 @@ from . import reviews
 from .contract import Metric
 from .errors import DataError
 from .labels import METRICS, LabelProblemType, LabelTargetSpec, Predictions
+{%- if cookiecutter.deep_learning == "yes" %}
+from .networks import NetworkClassifier
+{%- endif %}
 
 
 class TargetSpec(LabelTargetSpec):
@@ -52,6 +55,9 @@ class TextClassification(LabelProblemType):
     # Linear models on TF-IDF features (built in features.py for every `text` column): fast,
     # strong on short texts, and their coefficients show which words drive each rating.
     candidates: ClassVar = {
+{%- if cookiecutter.deep_learning == "yes" %}
+        "network": NetworkClassifier,
+{%- endif %}
         "logistic_regression": LogisticRegression,
         "naive_bayes": ComplementNB,
     }
