@@ -37,9 +37,11 @@ lint: $(BIN)/cookiecutter ## Lint the template's own Python
 	$(BIN)/ruff check hooks tests benchmarks
 	$(BIN)/ruff format --check hooks tests benchmarks
 
-bench: $(BIN)/cookiecutter ## Print render, pipeline, generated-test and serving timings
+bench: $(BIN)/cookiecutter ## Print render, pipeline, generated-test, serving and network timings
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_tests.py
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_forecast.py
+	$(BIN)/python benchmarks/bench_network.py
+	$(BIN)/python benchmarks/bench_serve.py --network

@@ -4,11 +4,13 @@ For each type: render, `make setup`, `make pipeline`, then start one uvicorn wor
 127.0.0.1 (prediction log on) and load it with 8 concurrent connections: single-row
 predictions, 1000-row batches and `GET /health` as the no-op baseline, then exactly 10,000
 single-row predictions counting errors. Prints results beside the bars; gates nothing.
+With --network the projects are rendered with deep_learning=yes, so the served model is the
+network's ONNX export; they share one torch environment (see bench_network.py).
 
 Uses `wrk` (Debian package `wrk`) when installed, else a small asyncio client, which is
 slower and so understates throughput. Traffic goes to 127.0.0.1 only.
 
-    python benchmarks/bench_serve.py [--duration 10] [classification regression]
+    python benchmarks/bench_serve.py [--duration 10] [--network] [classification regression]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import bench_network
 from bench_pipeline import render
 
 TEMPLATE = Path(__file__).resolve().parents[1]
@@ -218,11 +221,19 @@ def stop(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def bench(problem_type: str, workdir: Path, duration: float) -> dict:
-    project = render(problem_type, workdir)
-    package = f"bench_{problem_type}"
-    run(["make", "setup"], cwd=project)
+def bench(problem_type: str, workdir: Path, duration: float, venv: Path | None = None) -> dict:
+    """With `venv` (a torch environment), the deep_learning=yes project, whose model is the
+    network; else the default project and its own `make setup`."""
+    if venv is None:
+        project = render(problem_type, workdir)
+        run(["make", "setup"], cwd=project)
+    else:
+        project = bench_network.render(problem_type, workdir, venv)
+    package = project.name.replace("-", "_")
     run(["make", "pipeline"], cwd=project)
+    version = json.loads((project / "reports" / "metrics.json").read_text())["version"]
+    served = project / "models" / version / "metadata.json"
+    name = json.loads(served.read_text())["model"]["name"]
 
     port = free_port()
     base = f"http://{HOST}:{port}"
@@ -275,7 +286,7 @@ def bench(problem_type: str, workdir: Path, duration: float) -> dict:
     logged = project / "logs" / "predictions.jsonl"
     dropped = re.search(r"^prediction_log_dropped_total (\S+)$", metrics, re.MULTILINE)
     return {
-        "type": problem_type,
+        "type": problem_type if venv is None else f"{problem_type} ({name})",
         "results": results,
         "logged": len(logged.read_text().splitlines()) if logged.exists() else 0,
         "dropped": f"{float(dropped[1]):.0f}" if dropped else "n/a",
@@ -288,26 +299,28 @@ def verdict(ok: bool) -> str:
 
 def report(rows: list[dict], duration: float) -> None:
     client = "wrk" if shutil.which("wrk") else "asyncio client (wrk not installed)"
+    width = max(16, *(len(row["type"]) + 2 for row in rows))
     print(
         f"Serving on {HOST}: 1 uvicorn worker, {CONNECTIONS} connections, {duration:g} s per "
         f"route, {client}"
     )
-    header = f"{'type':<16}{'route':<20}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    header = f"{'type':<{width}}{'route':<20}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print(header + f"{'errors':>8}")
     print("-" * (len(header) + 8))
     for row in rows:
         for route, r in row["results"].items():
             print(
-                f"{row['type']:<16}{route:<20}{r['requests']:>9}{r['rps']:>9.0f}"
+                f"{row['type']:<{width}}{route:<20}{r['requests']:>9}{r['rps']:>9.0f}"
                 f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8}"
             )
     print()
     print(
-        f"{'type':<16}{'predict/no-op':>14}  {'1-row p99':>10}  {'batch p50':>10}  "
+        f"{'type':<{width}}{'predict/no-op':>14}  {'1-row p99':>10}  {'batch p50':>10}  "
         f"{'errors':>6}  prediction log"
     )
     print(
-        f"{'bar':<16}{'>= ' + str(BARS['ratio']):>14}  {'< 25 ms':>10}  {'< 50 ms':>10}  {'0':>6}"
+        f"{'bar':<{width}}{'>= ' + str(BARS['ratio']):>14}  {'< 25 ms':>10}  "
+        f"{'< 50 ms':>10}  {'0':>6}"
     )
     for row in rows:
         r = row["results"]
@@ -318,7 +331,7 @@ def report(rows: list[dict], duration: float) -> None:
         errors += max(0, COUNTED_REQUESTS - counted)  # a short count is a failure too
         log = f"{row['logged']} lines, {row['dropped']} dropped"
         print(
-            f"{row['type']:<16}{ratio:>9.2f} {verdict(ratio >= BARS['ratio']):<4}  "
+            f"{row['type']:<{width}}{ratio:>9.2f} {verdict(ratio >= BARS['ratio']):<4}  "
             f"{single['p99']:>5.1f} {verdict(single['p99'] < BARS['single_p99_ms']):<4}  "
             f"{batch['p50']:>5.1f} {verdict(batch['p50'] < BARS['batch_p50_ms']):<4}  "
             f"{errors:>3} {verdict(errors == 0):<3}  {log}"
@@ -330,16 +343,20 @@ def main() -> None:
     # Checked by hand: argparse validates an empty `nargs="*"` list against `choices`.
     parser.add_argument("types", nargs="*", help=f"some of {', '.join(PROBLEM_TYPES)}")
     parser.add_argument("--duration", type=float, default=10, help="seconds per route")
+    parser.add_argument(
+        "--network", action="store_true", help="serve the deep_learning=yes projects' network"
+    )
     args = parser.parse_args()
     unknown = set(args.types) - set(PROBLEM_TYPES)
     if unknown:
         parser.error(f"unknown problem types {sorted(unknown)}; choose from {PROBLEM_TYPES}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        venv = bench_network.torch_env(Path(tmp)) if args.network else None
         for problem_type in args.types or PROBLEM_TYPES:
             workdir = Path(tmp) / problem_type
             workdir.mkdir()
-            rows.append(bench(problem_type, workdir, args.duration))
+            rows.append(bench(problem_type, workdir, args.duration, venv))
     report(rows, args.duration)
 
 

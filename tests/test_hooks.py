@@ -55,6 +55,8 @@ OUT_OF_CHOICE_ANSWERS = [
     ("python_version", "3.9"),
     ("python_version", "3.14"),
     ("problem_type", "clustering"),
+    ("deep_learning", "maybe"),
+    ("deep_learning", "true"),
     ("license", "GPL-3.0-only"),
     ("ci", "travis"),
 ]
@@ -247,7 +249,10 @@ def test_pre_gen_hook_rejects_choices_outside_the_lists(tmp_path, field, value):
 
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"ERROR: {field}={value!r} must be one of ")
+    assert line.startswith(f"ERROR: {field}={value!r} must be ")
+    rule = line.split(" must be ", 1)[1]
+    assert all(choice in rule for choice in QUESTIONS[field]), line
+    assert list((tmp_path / "project").iterdir()) == []
 
 
 def test_post_gen_hook_run_again_changes_nothing(bake):

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import (
     CI_CHOICES,
     LICENSES,
@@ -86,6 +87,47 @@ def run(command: list[str], cwd: Path) -> None:
 
 def spdx(license_id: str) -> str:
     return "LicenseRef-Proprietary" if license_id == "Proprietary" else license_id
+
+
+# The network candidate's files (deep_learning=yes only) and the packages of the `torch` extra.
+NETWORK_FILES = (
+    "src/{package}/neural.py",
+    "src/{package}/networks.py",
+    "src/{package}/architectures.py",
+    "tests/test_networks.py",
+)
+TORCH_EXTRA = {"torch", "onnxscript", "safetensors"}
+# Where a project says how it is installed: none may name the extra's packages unless it has them.
+INSTALL_FILES = ("pyproject.toml", "Makefile", "Dockerfile", *map(str, CI_FILES["github"]))
+INSTALL_FILES += (".gitlab-ci.yml",)
+
+
+def requirement_name(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9._-]+", requirement)[0].lower().replace("_", "-")
+
+
+def check_deep_learning(project: Path, context: dict) -> None:
+    """Network files and the torch extra exactly when deep_learning=yes."""
+    network = {Path(pattern.format(package=context["package_name"])) for pattern in NETWORK_FILES}
+    present = {path for path in network if (project / path).exists()}
+    pyproject = load_pyproject(project)
+    base = {requirement_name(r) for r in pyproject["project"]["dependencies"]}
+    assert not base & TORCH_EXTRA, "torch and its export tools belong in the extra only"
+    if context["deep_learning"] == "no":
+        assert not present, f"network files in a deep_learning=no project: {sorted(present)}"
+        assert "optional-dependencies" not in pyproject["project"]
+        mentions = [
+            name
+            for name in INSTALL_FILES
+            if (project / name).is_file()
+            for package in TORCH_EXTRA
+            if package in (project / name).read_text(encoding="utf-8")
+        ]
+        assert not mentions, f"torch named in a deep_learning=no project: {mentions}"
+        return
+    assert present == network, f"missing network files: {sorted(network - present)}"
+    extra = {requirement_name(r) for r in pyproject["project"]["optional-dependencies"]["torch"]}
+    assert extra >= TORCH_EXTRA
 
 
 MAX_FUNCTION_LINES = 60  # with ruff's C901 at 15 in the generated pyproject: small parts
@@ -192,12 +234,60 @@ def check_project(result) -> Path:
 
     pyproject = load_pyproject(project)
     assert pyproject["project"].get("license") == spdx(context["license"]), "pyproject license"
+    check_deep_learning(project, context)
     return project
 
 
 @pytest.mark.parametrize("answers", COMBINATIONS)
 def test_every_option_set_renders_a_clean_project(bake, answers):
     check_project(bake(**answers))
+
+
+def install_commands(path: Path) -> list[str]:
+    """The `uv sync` commands of a CI file: GitHub's steps or GitLab's scripts."""
+    [document] = load_yaml_documents(path)
+    if path.name == ".gitlab-ci.yml":
+        lines = [
+            line
+            for job in document.values()
+            if isinstance(job, dict)
+            for line in job.get("script", [])
+        ]
+    else:
+        lines = [step.get("run", "") for job in document["jobs"].values() for step in job["steps"]]
+    return [line for line in lines if "uv sync" in line]
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "ci"),
+    [
+        pytest.param(problem_type, CI_CHOICES[i % 2], id=f"{problem_type}-{CI_CHOICES[i % 2]}")
+        for i, problem_type in enumerate(PROBLEM_TYPES)
+    ],
+)
+def test_deep_learning_yes_adds_the_network_and_the_torch_extra(bake, problem_type, ci):
+    """A clean project (every check above) whose setup and CI install the extra, whose
+    image does not, and whose default candidate is the network."""
+    project = check_project(bake(problem_type=problem_type, deep_learning="yes", ci=ci))
+
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    uv_lines = [line for line in makefile.splitlines() if re.search(r"\buv (sync|export)\b", line)]
+    assert uv_lines
+    assert all("--extra torch" in line for line in uv_lines), uv_lines
+    assert "pip install -e .[torch] --group dev" in makefile
+    for path in CI_FILES[ci]:
+        if path.name in {"ci.yml", ".gitlab-ci.yml"}:
+            commands = install_commands(project / path)
+            assert commands
+            assert all("--extra torch" in command for command in commands), commands
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    assert "uv sync" in dockerfile
+    assert not any(word in dockerfile for word in ("--extra", "--all-extras", "[torch]"))
+    assert not any(package in dockerfile for package in TORCH_EXTRA)
+
+    params = yaml.safe_load((project / "configs" / "params.yaml").read_text(encoding="utf-8"))
+    assert params["model"]["name"] == "network"
+    assert params["model"]["params"]["device"] in {"auto", "cpu", "cuda"}
 
 
 @pytest.mark.parametrize("version", PYTHON_VERSIONS)
