@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 def _versions() -> dict[str, str]:
+{%- if cookiecutter.deep_learning == "yes" %}
+    packages = ("scikit-learn", "pandas", "numpy", "skops", "torch", "onnxruntime")
+{%- else %}
     packages = ("scikit-learn", "pandas", "numpy", "skops")
+{%- endif %}
     return {"python": platform.python_version(), **{name: version(name) for name in packages}}
 
 
