@@ -143,18 +143,14 @@ def train(
     best_state = copy.deepcopy(module.state_dict())
     epoch = 0
     for epoch in range(1, settings.max_epochs + 1):
-        module.train()
-        total = 0.0
-        order = rng.permutation(fit_rows)
-        for start in range(0, len(order), settings.batch_size):
-            rows = torch.as_tensor(order[start : start + settings.batch_size], device=device)
-            optimiser.zero_grad()
-            batch_loss = loss(module(*(t[rows] for t in tensors)), truth[rows])
-            batch_loss.backward()
-            optimiser.step()
-            total += batch_loss.item() * len(rows)
-        train_loss = total / len(order)
-        module.eval()
+        batches = [
+            torch.as_tensor(rows, device=device)
+            for rows in np.array_split(
+                rng.permutation(fit_rows),
+                range(settings.batch_size, len(fit_rows), settings.batch_size),
+            )
+        ]
+        train_loss = _epoch(module, loss, optimiser, tensors, truth, batches)
         with torch.no_grad():
             val_loss = float(loss(module(*(t[val] for t in tensors)), truth[val]))
         improved = val_loss < best[0] * (1 - MIN_IMPROVEMENT)
@@ -176,6 +172,20 @@ def train(
     module.to("cpu").eval()
     log.info("kept epoch %d: validation loss %.4f", best[1], best[0])
     return History(epoch, best[1], best[2], best[0], device.type)
+
+
+def _epoch(module, loss: Callable, optimiser, tensors: list, truth, batches: list) -> float:
+    """One pass of the optimiser over the batches; the mean training loss per row."""
+    module.train()
+    total = 0.0
+    for rows in batches:
+        optimiser.zero_grad()
+        batch_loss = loss(module(*(t[rows] for t in tensors)), truth[rows])
+        batch_loss.backward()
+        optimiser.step()
+        total += batch_loss.item() * len(rows)
+    module.eval()
+    return total / sum(len(rows) for rows in batches)
 
 
 def seeded(seed: int) -> None:
