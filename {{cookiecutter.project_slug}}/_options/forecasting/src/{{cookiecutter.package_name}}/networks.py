@@ -55,7 +55,8 @@ def chronological_split(
             f"the network needs forecast origins to fit on and later ones to validate on "
             f"({share:.0%}, after a gap of {horizon - 1}); the longest training series has "
             f"{longest} origins with a whole horizon after them: collect longer series, "
-            "lower model.params.lag_seasons or target.horizon"
+            "lower model.params.lag_seasons or target.horizon, or choose model.name: "
+            "lag_gradient_boosting, which learns from fewer steps"
         )
     return fit_rows, validation_rows
 
