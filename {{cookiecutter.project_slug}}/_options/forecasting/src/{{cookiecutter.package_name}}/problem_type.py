@@ -35,6 +35,9 @@ from . import drift
 from .contract import Metric, ProblemType, Recent, Trained
 from .errors import DataError
 from .forecasters import LagBoostingForecaster, SeasonalNaive, ThetaForecaster
+{%- if cookiecutter.deep_learning == "yes" %}
+from .networks import GRUForecaster
+{%- endif %}
 
 # Frequency aliases pandas 3 no longer reads, and what to write instead.
 RENAMED = {
@@ -343,7 +346,14 @@ class Forecasting(ProblemType):
     name = "forecasting"
     prediction_metric_help = "Forecast steps by decile of the training forecasts."
     samples: ClassVar[dict[str, Callable[[], pd.DataFrame]]] = {"demand": _demand}
+{%- if cookiecutter.deep_learning == "yes" %}
+    candidates: ClassVar[dict[str, type]] = {
+        "network": GRUForecaster,
+        "lag_gradient_boosting": LagBoostingForecaster,
+    }
+{%- else %}
     candidates: ClassVar[dict[str, type]] = {"lag_gradient_boosting": LagBoostingForecaster}
+{%- endif %}
     baseline_strategies = ("seasonal_naive", "naive", "theta")
     metrics: ClassVar[dict[str, Metric]] = {
         "mase": Metric(False, "", _mase),
@@ -455,8 +465,16 @@ class Forecasting(ProblemType):
     # --- stage 4: models -----------------------------------------------------------------
 
     def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec):
+{%- if cookiecutter.deep_learning == "yes" %}
+        """The treatment over the season `spec` configures: the network, which forecasts the
+        whole horizon at once, or a recursive forecaster."""
+        candidate = self.candidates[name](season_length=spec.season_length, random_state=seed)
+        if name == "network":
+            candidate.set_params(horizon=spec.horizon)
+{%- else %}
         """The treatment: a recursive forecaster over the season `spec` configures."""
         candidate = self.candidates[name](season_length=spec.season_length, random_state=seed)
+{%- endif %}
         return candidate.set_params(**params)
 
     def make_baseline(
@@ -605,7 +623,12 @@ class Forecasting(ProblemType):
         return request_model(schema, max_rows)
 
     def predictor(self, model_bundle):
+{%- if cookiecutter.deep_learning == "yes" %}
+        """The candidate's own forecast: the network's by ONNX Runtime, a recursive
+        forecaster's by scikit-learn (see `series_service`)."""
+{%- else %}
         """The recursive forecaster, served by scikit-learn (see `series_service`)."""
+{%- endif %}
         from .series_service import Predictor
 
         return Predictor(model_bundle)

@@ -14,7 +14,11 @@ on all of it, and records the end of the series as the yardstick of drift.
 from __future__ import annotations
 
 import logging
+{%- if cookiecutter.deep_learning == "yes" %}
+from dataclasses import asdict, dataclass
+{%- else %}
 from dataclasses import dataclass
+{%- endif %}
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +40,9 @@ from .forecasters import (
     season_positions,
     seasonal_scale,
 )
+{%- if cookiecutter.deep_learning == "yes" %}
+from .neural import NetworkEstimator
+{%- endif %}
 from .problem_type import PROBLEM_TYPE, Predictions, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -313,6 +320,18 @@ def continuous_parts(history: pd.DataFrame, period: pd.DataFrame, spec: TargetSp
     return result
 
 
+{% if cookiecutter.deep_learning == "yes" -%}
+def fit_model(model, series: list[Part], **options):
+    """`model` fitted on every series, with their covariates if there are any; `options`
+    go to its `fit`."""
+    covariates = [part.covariates for part in series]
+    return model.fit(
+        [part.values for part in series],
+        [part.positions for part in series],
+        None if covariates[0] is None else covariates,
+        **options,
+    )
+{%- else -%}
 def fit_model(model, series: list[Part]):
     """`model` fitted on every series, with their covariates if there are any."""
     covariates = [part.covariates for part in series]
@@ -321,6 +340,7 @@ def fit_model(model, series: list[Part]):
         [part.positions for part in series],
         None if covariates[0] is None else covariates,
     )
+{%- endif %}
 
 
 def part_backtest(model, part: Part, origins: np.ndarray, horizon: int):
@@ -357,7 +377,12 @@ def scaled_settings(lengths: list[int], spec: TargetSpec, folds: int, candidate)
             "target.horizon or target.season_length in problem.yaml, lower split.test_size "
             "in params.yaml, or collect a longer series"
         )
+{%- if cookiecutter.deep_learning == "yes" %}
+    if hasattr(candidate, "min_samples_leaf"):  # the trees; the network has no leaves
+        settings["min_samples_leaf"] = min(candidate.min_samples_leaf, max(1, pooled // 5))
+{%- else %}
     settings["min_samples_leaf"] = min(candidate.min_samples_leaf, max(1, pooled // 5))
+{%- endif %}
     return settings
 
 
@@ -375,9 +400,19 @@ def cross_validate(
     for fold in range(folds, 0, -1):
         cutoff = times[len(times) - fold * 2 * horizon]
         starts = [int(np.searchsorted(part.dates.asi8, cutoff)) for part in series]
+{%- if cookiecutter.deep_learning == "yes" %}
+        # A fold's network forecasts with torch and is thrown away: no ONNX export (seconds).
+        options = {"export": False} if isinstance(model, NetworkEstimator) else {}
+        fitted = fit_model(
+            clone(model),
+            [part.head(start) for part, start in zip(series, starts, strict=True)],
+            **options,
+        )
+{%- else %}
         fitted = fit_model(
             clone(model), [part.head(start) for part, start in zip(series, starts, strict=True)]
         )
+{%- endif %}
         forecasts, actuals, scales, units = [], [], [], []
         for part, start in zip(series, starts, strict=True):
             first = max(start, fitted.window_)
@@ -481,6 +516,15 @@ def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[di
     ]
 
 
+{% if cookiecutter.deep_learning == "yes" -%}
+def training_facts(candidate) -> dict:
+    """What the model card records of a network's training: epochs, the epoch kept, its
+    losses and the device; nothing for the other candidates."""
+    history = getattr(candidate, "history_", None)
+    return {} if history is None else {"training": asdict(history)}
+
+
+{% endif -%}
 def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Params) -> Trained:
     """Backtest the candidate on the training part, then fit it and the baseline on all of
     it; a short series gets fewer folds, lags and a smaller leaf size (logged and recorded).
@@ -534,6 +578,9 @@ def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Pa
             "series": {str(key): scale for key, scale in scales.items() if key is not None},
             "interval": interval | {"widths": widths},
             "scaled": scaled,
+{%- if cookiecutter.deep_learning == "yes" %}
+            **training_facts(candidate),
+{%- endif %}
         },
     )
 

@@ -220,7 +220,12 @@ class Predictor:
         self.scales = model_bundle.metadata["series"]
         self.interval = model_bundle.metadata["interval"]
         self.prediction_reference = drift.prediction_reference(model_bundle.reference)
+{%- if cookiecutter.deep_learning == "yes" %}
+        # No fast path: the model's own forecast serves, the network's by its ONNX export.
+        self.fast = None
+{%- else %}
         self.fast = None  # the recursive forecast has no ONNX export; scikit-learn serves it
+{%- endif %}
 
     def forecast(
         self,
