@@ -131,6 +131,20 @@ def train(
     import torch
 
     device = resolve_device(settings.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        # Batches of a small network are microseconds of arithmetic each: more threads only
+        # add hand-offs, and on a busy machine they wait for each other (many times slower).
+        torch.set_num_threads(1)
+    try:
+        return _train(module, loss, inputs, target, fit_rows, validation_rows, settings, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(module, loss, inputs, target, fit_rows, validation_rows, settings, device) -> History:
+    import torch
+
     module.to(device)
     tensors = [torch.as_tensor(np.asarray(x), device=device) for x in inputs]
     truth = torch.as_tensor(np.asarray(target), device=device)
