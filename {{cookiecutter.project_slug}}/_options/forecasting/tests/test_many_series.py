@@ -45,8 +45,16 @@ def use_file(paths, file: str, frame: pd.DataFrame, **target) -> None:
 
 
 def small_model(paths) -> None:
-    """Fewer, larger boosting steps: projects about the series, not the score, train faster."""
-    edit_yaml(paths.params, model__params__max_iter=40, model__params__learning_rate=0.15)
+    """Lag boosting with fewer, larger steps: projects about the series, not the model or the
+    score, train faster (test_networks.py covers the network on many series)."""
+    params = {
+        "lag_seasons": 4,
+        "max_iter": 40,
+        "learning_rate": 0.15,
+        "max_leaf_nodes": 15,
+        "min_samples_leaf": 20,
+    }
+    edit_yaml(paths.params, model={"name": "lag_gradient_boosting", "params": params})
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +183,7 @@ def use_energy(paths) -> None:
 def test_seventeen_years_of_three_sources_train_and_cannot_be_judged(tmp_path_factory, caplog):
     paths = scratch_project(tmp_path_factory, "yearly")
     use_energy(paths)
+    small_model(paths)  # the leaves of lag boosting shrink for short series
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
     data.collect(problem, paths.raw, paths.root)
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)

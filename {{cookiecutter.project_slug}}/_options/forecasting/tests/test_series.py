@@ -241,7 +241,11 @@ def test_year_and_quarter_columns_give_a_quarterly_series_that_trains(project, p
 
     model = {"lag_seasons": 2, "max_iter": 20, "min_samples_leaf": 10}
     fast = quick(params).model_copy(
-        update={"model": params.model.model_copy(update={"params": model})}
+        update={
+            "model": params.model.model_copy(
+                update={"name": "lag_gradient_boosting", "params": model}
+            )
+        }
     )
     served = bundle.load(
         project.models / train.run(project.processed, project.models, problem, fast)
