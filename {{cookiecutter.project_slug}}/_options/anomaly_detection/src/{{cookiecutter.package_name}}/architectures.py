@@ -37,13 +37,24 @@ class Autoencoder(nn.Module):
 class ReconstructionError(nn.Module):
     """The exported detector: each row's mean squared reconstruction error, its anomaly
     score, and the flagging threshold (the outputs of a detector compiled to ONNX, see
-    `AnomalyDetection.from_onnx`)."""
+    `AnomalyDetection.from_onnx`).
 
-    def __init__(self, autoencoder: Autoencoder, threshold: float = float("nan")) -> None:
+    The autoencoder sees the row standardised by the training rows' `center` and `scale`,
+    so that every column weighs the same in the error whatever the preprocessing left
+    unscaled (date parts, or `scaler: none`).
+    """
+
+    def __init__(self, autoencoder: Autoencoder, inputs: int) -> None:
         super().__init__()
         self.autoencoder = autoencoder
-        self.register_buffer("threshold", torch.tensor([threshold], dtype=torch.float64))
+        self.register_buffer("center", torch.zeros(inputs))
+        self.register_buffer("scale", torch.ones(inputs))
+        self.register_buffer("threshold", torch.tensor([float("nan")], dtype=torch.float64))
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.center) / self.scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        error = (self.autoencoder(x) - x).square().mean(dim=1)
+        z = self.standardise(x)
+        error = (self.autoencoder(z) - z).square().mean(dim=1)
         return error, self.threshold

@@ -73,7 +73,7 @@ class AutoencoderDetector(_Thresholded, NetworkEstimator):
     def build(architecture: dict):
         from .architectures import Autoencoder, ReconstructionError
 
-        return ReconstructionError(Autoencoder(**architecture))
+        return ReconstructionError(Autoencoder(**architecture), architecture["inputs"])
 
     def fit(self, X, y=None):
         """Train on part of the rows and choose the threshold on the rest (see
@@ -99,9 +99,14 @@ class AutoencoderDetector(_Thresholded, NetworkEstimator):
         }
         seeded(self.random_state)
         module = self.build(self.architecture_)
+        spread = x.std(axis=0)
+        module.center.copy_(torch.as_tensor(x.mean(axis=0)))
+        module.scale.copy_(torch.as_tensor(np.where(spread > 0, spread, 1.0)))
+        with torch.no_grad():
+            z = module.standardise(torch.as_tensor(x)).numpy()
         rows, watched = validation_split(len(x), self.early_stopping_share, self.random_state)
         self.history_ = train(
-            module.autoencoder, torch.nn.MSELoss(), [x], x, rows, watched, self.settings()
+            module.autoencoder, torch.nn.MSELoss(), [z], z, rows, watched, self.settings()
         )
         self.training_module_ = module
 
