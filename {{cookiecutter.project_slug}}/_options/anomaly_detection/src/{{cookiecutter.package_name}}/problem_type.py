@@ -32,6 +32,9 @@ from sklearn.pipeline import Pipeline
 from .compiled import CompiledRowProblemType
 from .contract import Metric, MinTestRows
 from .detectors import Detector, RobustZScore
+{%- if cookiecutter.deep_learning == "yes" %}
+from .networks import AutoencoderDetector
+{%- endif %}
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +189,9 @@ class AnomalyDetection(CompiledRowProblemType):
     prediction_metric_help = "Predicted rows flagged as anomalies or not."
     samples: ClassVar = {"sensors": sensor_readings, "sensors_new_line": new_product_line}
     candidates: ClassVar = {
+{%- if cookiecutter.deep_learning == "yes" %}
+        "network": AutoencoderDetector,
+{%- endif %}
         "robust_covariance": EllipticEnvelope,
         "local_outlier_factor": LocalOutlierFactor,
         "isolation_forest": IsolationForest,
@@ -218,9 +224,20 @@ class AnomalyDetection(CompiledRowProblemType):
     def make_baseline(self, strategy: str, seed: int, spec: TargetSpec) -> RobustZScore:
         """The control group: each sensor judged on its own, with the same threshold rule."""
         return RobustZScore(strategy=strategy, random_state=seed)
+{%- if cookiecutter.deep_learning == "yes" %}
+
+    def make_candidate(
+        self, name: str, params: dict, seed: int, spec: TargetSpec
+    ) -> Detector | AutoencoderDetector:
+        """The detector `name` with `params`; the threshold keys go to the wrapper, except
+        for the network, which applies the threshold rule to its own scores."""
+        if name == "network":
+            return super().make_candidate(name, params, seed, spec)
+{%- else %}
 
     def make_candidate(self, name: str, params: dict, seed: int, spec: TargetSpec) -> Detector:
         """The detector `name` with `params`; the threshold keys go to the wrapper."""
+{%- endif %}
         settings = {k: v for k, v in params.items() if k not in THRESHOLD_KEYS}
         if name == "local_outlier_factor":
             settings = {"novelty": True, **settings}  # score new rows, not only training rows
