@@ -136,6 +136,13 @@ def mixed_project(tmp_path_factory) -> Paths:
         source={"kind": "file", "path": "data/external/mixed.csv"},
         success_threshold=0.3,
     )
+{%- if cookiecutter.problem_type == "anomaly_detection" and cookiecutter.deep_learning == "yes" %}
+    # The autoencoder spends its narrow code on the added columns, which are noise to the
+    # sensors, and fails the gate here (docs/4-modelling.md); the Mahalanobis distance does not.
+    edit_yaml(
+        paths.params, model={"name": "robust_covariance", "params": {"support_fraction": 0.95}}
+    )
+{%- endif %}
     return run_pipeline(paths)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .features import category_text, parse_date
-{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+{%- if cookiecutter.deep_learning == "yes" %}
 from .neural import NetworkEstimator
 {%- endif %}
 from .predictor import Row, to_frame
@@ -194,7 +194,7 @@ def export_onnx(pipeline) -> bytes | None:
     from skl2onnx import to_onnx
 
     estimator = pipeline[-1]
-{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+{%- if cookiecutter.deep_learning == "yes" %}
     if isinstance(estimator, NetworkEstimator):
         return estimator.exported_.onnx  # exported by torch and checked when it was trained
 {%- endif %}
