@@ -83,7 +83,11 @@ class AutoencoderDetector(_Thresholded, NetworkEstimator):
         super().fit(X, y)
         module = self.__dict__.pop("training_module_")
         module.threshold.fill_(self.threshold_)
-        self.exported_ = Exported.of(module, self.architecture_, [_inputs(X)[:PROBE_ROWS]], ["x"])
+        # Probes in the space of the preprocessed rows, not training rows: the bundle keeps
+        # them, and a model file should not carry the data it was trained on.
+        rng = np.random.default_rng(self.random_state)
+        probes = rng.standard_normal((PROBE_ROWS, self.n_features_in_)).astype(np.float32)
+        self.exported_ = Exported.of(module, self.architecture_, [probes], ["x"])
         return self
 
     def _fit_scorer(self, X) -> None:
