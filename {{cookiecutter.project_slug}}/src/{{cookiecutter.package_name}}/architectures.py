@@ -14,8 +14,11 @@ class RowNetwork(nn.Module):
     TF-IDF weights of a text's vocabulary. Each goes through its own bias-free linear map into
     `embedding_dims[i]` numbers: for a one-hot block that is an embedding lookup, for TF-IDF
     weights the weighted sum of token embeddings that `nn.EmbeddingBag` computes. The other
-    columns (scaled numbers, date parts) pass as they are. Then ReLU layers of `hidden` sizes
-    with dropout, and a linear layer to `outputs` numbers.
+    columns (numbers, date parts) are standardised with the training rows' mean and spread
+    (`center` and `scale`, set before training): the preprocessing may leave them unscaled
+    (`scaler: none`, the year of a date), and a network learns badly from inputs of very
+    different sizes. Then ReLU layers of `hidden` sizes with dropout, and a linear layer to
+    `outputs` numbers.
     """
 
     def __init__(
@@ -32,6 +35,8 @@ class RowNetwork(nn.Module):
         plain = [column for column in range(inputs) if column not in in_blocks]
         self.blocks = [(start, stop) for start, stop in blocks]
         self.register_buffer("plain", torch.tensor(plain, dtype=torch.long))
+        self.register_buffer("center", torch.zeros(len(plain)))
+        self.register_buffer("scale", torch.ones(len(plain)))
         self.has_plain = bool(plain)
         self.embeddings = nn.ModuleList(
             nn.Linear(stop - start, dim, bias=False)
@@ -46,12 +51,21 @@ class RowNetwork(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = [x.index_select(1, self.plain)] if self.has_plain else []
+        parts = (
+            [(x.index_select(1, self.plain) - self.center) / self.scale] if self.has_plain else []
+        )
         parts += [
             embed(x[:, start:stop])
             for (start, stop), embed in zip(self.blocks, self.embeddings, strict=True)
         ]
         return self.layers(torch.cat(parts, dim=1))
+
+    def standardise_from(self, x: torch.Tensor) -> None:
+        """Set `center` and `scale` from the training inputs `x` (a constant column: 1)."""
+        plain = x.index_select(1, self.plain)
+        spread = plain.std(dim=0, unbiased=False)
+        self.center.copy_(plain.mean(dim=0))
+        self.scale.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
 
 
 class ClassProbabilities(nn.Module):

@@ -97,6 +97,8 @@ class _RowNetworkEstimator(NetworkEstimator):
 
     def _train(self, X, target: np.ndarray, blocks: Blocks, outputs: int, loss, strata=None):
         """Train a `RowNetwork` on float32 `X`; returns it in eval mode on the CPU."""
+        import torch
+
         from .architectures import RowNetwork
 
         X = _dense(X)
@@ -107,6 +109,7 @@ class _RowNetworkEstimator(NetworkEstimator):
         fit_rows, validation_rows = validation_split(
             len(X), self.validation_share, self.random_state, strata
         )
+        module.standardise_from(torch.as_tensor(X[fit_rows]))
         self.history_ = train(module, loss, [X], target, fit_rows, validation_rows, self.settings())
         return module, architecture
 
