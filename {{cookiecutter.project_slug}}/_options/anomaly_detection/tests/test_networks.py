@@ -16,12 +16,12 @@ from conftest import PROJECT_ROOT, settings_for
 from fastapi.testclient import TestClient
 from sklearn.base import clone
 
-from my_ml_project import bundle
-from my_ml_project.api import create_app
-from my_ml_project.features import model_pipeline, resolve_features
-from my_ml_project.networks import AutoencoderDetector
-from my_ml_project.neural import ExportMismatch, WeightsError, load_weights, torch_outputs
-from my_ml_project.problem_type import PROBLEM_TYPE
+from {{ cookiecutter.package_name }} import bundle
+from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.features import model_pipeline, resolve_features
+from {{ cookiecutter.package_name }}.networks import AutoencoderDetector
+from {{ cookiecutter.package_name }}.neural import ExportMismatch, WeightsError, load_weights, torch_outputs
+from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 TINY = {"max_epochs": 2, "device": "cpu"}  # a few seconds: the same code paths
 
@@ -29,7 +29,7 @@ TINY = {"max_epochs": 2, "device": "cpu"}  # a few seconds: the same code paths
 @pytest.fixture(scope="module")
 def shipped():
     """The project's problem.yaml and params.yaml as shipped."""
-    from my_ml_project.config import load_params, load_problem
+    from {{ cookiecutter.package_name }}.config import load_params, load_problem
 
     configs = PROJECT_ROOT / "configs"
     return load_problem(configs / "problem.yaml"), load_params(configs / "params.yaml")
@@ -166,8 +166,8 @@ def test_a_bundle_loads_and_predicts_without_torch(trained_project):
                     raise ImportError("torch is not installed")
 
         sys.meta_path.insert(0, NoTorch())
-        from my_ml_project import bundle
-        from my_ml_project.problem_type import PROBLEM_TYPE
+        from {{ cookiecutter.package_name }} import bundle
+        from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
         models = Path({str(trained_project.models)!r})
         current = bundle.load(models / bundle.read_pointer(models, "current"))
