@@ -20,7 +20,12 @@ from {{ cookiecutter.package_name }} import bundle
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.features import model_pipeline, resolve_features
 from {{ cookiecutter.package_name }}.networks import AutoencoderDetector
-from {{ cookiecutter.package_name }}.neural import ExportMismatch, WeightsError, load_weights, torch_outputs
+from {{ cookiecutter.package_name }}.neural import (
+    ExportMismatch,
+    WeightsError,
+    load_weights,
+    torch_outputs,
+)
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 
 TINY = {"max_epochs": 2, "device": "cpu"}  # a few seconds: the same code paths
