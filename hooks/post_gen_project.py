@@ -41,14 +41,23 @@ UNUSED = {
         "src/{package}/features.py",
         "src/{package}/labels.py",
         "src/{package}/predictor.py",
+        "src/{package}/row_architectures.py",
+        "src/{package}/row_networks.py",
         "src/{package}/rows.py",
         "tests/test_features.py",
         "tests/test_labels.py",
         "tests/test_monitor.py",
+        "tests/test_row_networks.py",
         "tests/test_rows_api.py",
         "tests/test_split.py",
     ],
-    "anomaly_detection": ["src/{package}/labels.py", "tests/test_labels.py"],
+    "anomaly_detection": [
+        "src/{package}/labels.py",
+        "src/{package}/row_architectures.py",
+        "src/{package}/row_networks.py",
+        "tests/test_labels.py",
+        "tests/test_row_networks.py",
+    ],
 }
 
 
@@ -57,7 +66,10 @@ NETWORK_FILES = [
     "src/{package}/neural.py",
     "src/{package}/networks.py",
     "src/{package}/architectures.py",
+    "src/{package}/row_networks.py",
+    "src/{package}/row_architectures.py",
     "tests/test_networks.py",
+    "tests/test_row_networks.py",
 ]
 
 

@@ -90,12 +90,26 @@ def spdx(license_id: str) -> str:
 
 
 # The network candidate's files (deep_learning=yes only) and the packages of the `torch` extra.
-NETWORK_FILES = (
+# The row types share one network; forecasting and anomaly detection bring their own.
+ROW_NETWORK_FILES = (
+    "src/{package}/neural.py",
+    "src/{package}/row_networks.py",
+    "src/{package}/row_architectures.py",
+    "tests/test_row_networks.py",
+)
+TYPE_NETWORK_FILES = (
     "src/{package}/neural.py",
     "src/{package}/networks.py",
     "src/{package}/architectures.py",
     "tests/test_networks.py",
 )
+
+
+def network_files(problem_type: str) -> tuple[str, ...]:
+    own = problem_type in {"forecasting", "anomaly_detection"}
+    return TYPE_NETWORK_FILES if own else ROW_NETWORK_FILES
+
+
 TORCH_EXTRA = {"torch", "onnxscript", "safetensors"}
 # Where a project says how it is installed: none may name the extra's packages unless it has them.
 INSTALL_FILES = ("pyproject.toml", "Makefile", "Dockerfile", *map(str, CI_FILES["github"]))
@@ -108,8 +122,10 @@ def requirement_name(requirement: str) -> str:
 
 def check_deep_learning(project: Path, context: dict) -> None:
     """Network files and the torch extra exactly when deep_learning=yes."""
-    network = {Path(pattern.format(package=context["package_name"])) for pattern in NETWORK_FILES}
-    present = {path for path in network if (project / path).exists()}
+    package = context["package_name"]
+    every = {Path(p.format(package=package)) for p in ROW_NETWORK_FILES + TYPE_NETWORK_FILES}
+    network = {Path(p.format(package=package)) for p in network_files(context["problem_type"])}
+    present = {path for path in every if (project / path).exists()}
     pyproject = load_pyproject(project)
     base = {requirement_name(r) for r in pyproject["project"]["dependencies"]}
     assert not base & TORCH_EXTRA, "torch and its export tools belong in the extra only"
@@ -125,7 +141,7 @@ def check_deep_learning(project: Path, context: dict) -> None:
         ]
         assert not mentions, f"torch named in a deep_learning=no project: {mentions}"
         return
-    assert present == network, f"missing network files: {sorted(network - present)}"
+    assert present == network, f"network files: {sorted(present)}, expected {sorted(network)}"
     extra = {requirement_name(r) for r in pyproject["project"]["optional-dependencies"]["torch"]}
     assert extra >= TORCH_EXTRA
 

@@ -40,8 +40,8 @@ from .data import (
 )
 from .errors import DataError
 {%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
-from .networks import NetworkPipeline
 from .neural import NetworkEstimator
+from .row_networks import NetworkPipeline
 {%- endif %}
 from .problem_type import PROBLEM_TYPE
 

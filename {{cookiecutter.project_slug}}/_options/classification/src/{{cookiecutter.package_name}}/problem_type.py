@@ -16,7 +16,7 @@ from .compiled import CompiledRowProblemType
 from .contract import Metric
 from .labels import METRICS, LabelProblemType, Predictions
 {%- if cookiecutter.deep_learning == "yes" %}
-from .networks import NetworkClassifier
+from .row_networks import NetworkClassifier
 {%- endif %}
 
 

@@ -163,6 +163,31 @@ class GRUForecaster(RegressorMixin, NetworkEstimator):
             self.known_mean_ = stacked.mean(axis=0)
             spread = stacked.std(axis=0)
             self.known_scale_ = np.where(spread > 0, spread, 1.0)
+        inputs, targets, counts = self._samples(values, places, known)
+        fit_rows, validation_rows = chronological_split(counts, self.validation_share, self.horizon)
+        if self.random_state is not None:
+            seeded(self.random_state)
+        module = self.build(self.architecture())
+        self.history_ = train(
+            module, torch.nn.L1Loss(), inputs, targets, fit_rows, validation_rows, self.settings()
+        )
+        self.__dict__.pop("_runner", None)
+        self.__dict__.pop("exported_", None)
+        if not export:
+            self.__dict__["_module"] = module
+            return self
+        self.__dict__.pop("_module", None)
+        # The export is checked on origins spread over every series.
+        rows = len(inputs[0])
+        probes = np.linspace(0, rows - 1, min(PROBE_ROWS, rows)).astype(int)
+        self.exported_ = Exported.of(
+            module, self.architecture(), [x[probes] for x in inputs], INPUT_NAMES
+        )
+        return self
+
+    def _samples(self, values, places, known) -> tuple[list[np.ndarray], np.ndarray, list[int]]:
+        """The network's inputs (windows, future steps) and targets for every origin with a
+        whole horizon after it, series after series, and the number of origins of each."""
         windows, futures, targets, counts = [], [], [], []
         for v, p, k in zip(values, places, known, strict=True):
             origins = np.arange(self.window_, len(v) - self.horizon + 1)
@@ -176,39 +201,7 @@ class GRUForecaster(RegressorMixin, NetworkEstimator):
             futures.append(future)
             targets.append(((v[steps] - level[:, None]) / unit[:, None]).astype(np.float32))
             counts.append(len(origins))
-        fit_rows, validation_rows = chronological_split(counts, self.validation_share, self.horizon)
-        inputs = [np.concatenate(windows), np.concatenate(futures)]
-        if self.random_state is not None:
-            seeded(self.random_state)
-        module = self.build(self.architecture())
-        # A window is too small a computation for threads: they cost more than they save.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            self.history_ = train(
-                module,
-                torch.nn.L1Loss(),
-                inputs,
-                np.concatenate(targets),
-                fit_rows,
-                validation_rows,
-                self.settings(),
-            )
-            self.__dict__.pop("_runner", None)
-            self.__dict__.pop("exported_", None)
-            if not export:
-                self.__dict__["_module"] = module
-                return self
-            self.__dict__.pop("_module", None)
-            # The export is checked on origins spread over every series.
-            rows = len(inputs[0])
-            probes = np.linspace(0, rows - 1, min(PROBE_ROWS, rows)).astype(int)
-            self.exported_ = Exported.of(
-                module, self.architecture(), [x[probes] for x in inputs], INPUT_NAMES
-            )
-        finally:
-            torch.set_num_threads(threads)
-        return self
+        return [np.concatenate(windows), np.concatenate(futures)], np.concatenate(targets), counts
 
     def __getstate__(self) -> dict:
         if "_module" in self.__dict__:

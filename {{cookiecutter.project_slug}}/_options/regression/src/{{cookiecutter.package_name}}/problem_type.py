@@ -25,7 +25,7 @@ from . import drift
 from .compiled import CompiledRowProblemType
 from .contract import Metric
 {%- if cookiecutter.deep_learning == "yes" %}
-from .networks import NetworkRegressor
+from .row_networks import NetworkRegressor
 {%- endif %}
 
 

@@ -21,7 +21,7 @@ from .contract import Metric
 from .errors import DataError
 from .labels import METRICS, LabelProblemType, LabelTargetSpec, Predictions
 {%- if cookiecutter.deep_learning == "yes" %}
-from .networks import NetworkClassifier
+from .row_networks import NetworkClassifier
 {%- endif %}
 
 

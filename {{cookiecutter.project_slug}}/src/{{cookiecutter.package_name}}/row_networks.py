@@ -3,7 +3,7 @@ estimators that train in PyTorch and predict with their ONNX export (see `neural
 
 `NetworkPipeline` is the preprocessing followed by the network; it tells the network which
 of the preprocessed columns one-hot encode each categorical feature, or hold a text's TF-IDF
-weights, so that each such block gets its own embedding (`architectures.RowNetwork`).
+weights, so that each such block gets its own embedding (`row_architectures.RowNetwork`).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class _RowNetworkEstimator(NetworkEstimator):
         """Train a `RowNetwork` on float32 `X`; returns it in eval mode on the CPU."""
         import torch
 
-        from .architectures import RowNetwork
+        from .row_architectures import RowNetwork
 
         X = _dense(X)
         self.n_features_in_ = X.shape[1]
@@ -124,7 +124,7 @@ class NetworkClassifier(ClassifierMixin, _RowNetworkEstimator):
     def fit(self, X, y, blocks: Blocks = ()):
         import torch
 
-        from .architectures import ClassProbabilities
+        from .row_architectures import ClassProbabilities
 
         self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
         network, architecture = self._train(
@@ -142,7 +142,7 @@ class NetworkClassifier(ClassifierMixin, _RowNetworkEstimator):
 
     @staticmethod
     def build(architecture: dict):
-        from .architectures import ClassProbabilities, RowNetwork
+        from .row_architectures import ClassProbabilities, RowNetwork
 
         return ClassProbabilities(RowNetwork(**architecture))
 
@@ -160,7 +160,7 @@ class NetworkRegressor(RegressorMixin, _RowNetworkEstimator):
     def fit(self, X, y, blocks: Blocks = ()):
         import torch
 
-        from .architectures import Rescaled
+        from .row_architectures import Rescaled
 
         y = np.asarray(y, dtype=float)
         mean, scale = float(y.mean()), float(y.std()) or 1.0
@@ -174,7 +174,7 @@ class NetworkRegressor(RegressorMixin, _RowNetworkEstimator):
 
     @staticmethod
     def build(architecture: dict):
-        from .architectures import Rescaled, RowNetwork
+        from .row_architectures import Rescaled, RowNetwork
 
         layers = {k: v for k, v in architecture.items() if k not in {"mean", "scale"}}
         return Rescaled(RowNetwork(**layers), architecture["mean"], architecture["scale"])

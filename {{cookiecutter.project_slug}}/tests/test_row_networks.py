@@ -16,7 +16,7 @@ import torch
 from {{ cookiecutter.package_name }} import bundle
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.features import model_pipeline, resolve_features
-from {{ cookiecutter.package_name }}.networks import NetworkPipeline
+from {{ cookiecutter.package_name }}.row_networks import NetworkPipeline
 from {{ cookiecutter.package_name }}.neural import (
     ExportMismatch,
     NetworkEstimator,

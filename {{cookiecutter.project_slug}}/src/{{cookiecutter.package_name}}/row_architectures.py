@@ -1,5 +1,5 @@
 """The torch modules of the row network; imported only to train or rebuild one (see
-`networks.py`), so that serving needs no torch."""
+`row_networks.py`), so that serving needs no torch."""
 
 from __future__ import annotations
 
