@@ -16,7 +16,6 @@ import torch
 from {{ cookiecutter.package_name }} import bundle
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.features import model_pipeline, resolve_features
-from {{ cookiecutter.package_name }}.row_networks import NetworkPipeline
 from {{ cookiecutter.package_name }}.neural import (
     ExportMismatch,
     NetworkEstimator,
@@ -25,6 +24,7 @@ from {{ cookiecutter.package_name }}.neural import (
     resolve_device,
 )
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
+from {{ cookiecutter.package_name }}.row_networks import NetworkPipeline
 
 
 @pytest.fixture(scope="module")

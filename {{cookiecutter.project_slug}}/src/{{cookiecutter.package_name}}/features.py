@@ -41,9 +41,11 @@ from .data import (
 from .errors import DataError
 {%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
 from .neural import NetworkEstimator
-from .row_networks import NetworkPipeline
 {%- endif %}
 from .problem_type import PROBLEM_TYPE
+{%- if cookiecutter.deep_learning == "yes" and cookiecutter.problem_type != "anomaly_detection" %}
+from .row_networks import NetworkPipeline
+{%- endif %}
 
 log = logging.getLogger(__name__)
 
