@@ -46,7 +46,7 @@ def use_file(paths, file: str, frame: pd.DataFrame, **target) -> None:
 
 def small_model(paths) -> None:
     """Lag boosting with fewer, larger steps: projects about the series, not the model or the
-    score, train faster (test_networks.py covers the network on many series)."""
+    score, train faster."""
     params = {
         "lag_seasons": 4,
         "max_iter": 40,

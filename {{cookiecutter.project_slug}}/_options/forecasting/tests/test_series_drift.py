@@ -144,7 +144,7 @@ def yearly(tmp_path_factory):
     """Three sources over 17 years: too few origins for the gate, promoted by hand."""
     paths = scratch_project(tmp_path_factory, "yearly_drift")
     use_energy(paths)
-    small_model(paths)  # too few years for the network's validation origins
+    small_model(paths)  # lag boosting learns from these few years
     problem, params = load_problem(paths.problem), quick(load_params(paths.params))
     data.collect(problem, paths.raw, paths.root)
     PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
