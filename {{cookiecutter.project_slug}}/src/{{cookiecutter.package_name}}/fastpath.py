@@ -191,12 +191,15 @@ def compile_bundle(model_bundle: Bundle) -> FastPath | None:
 
 def export_onnx(pipeline) -> bytes | None:
     """The fitted estimator (after preprocessing) as ONNX for fast serving, if it converts."""
+{%- if cookiecutter.deep_learning == "yes" %}
+    estimator = pipeline[-1]
+    if isinstance(estimator, NetworkEstimator):
+        return estimator.exported_.onnx  # exported by torch and checked when it was trained
+    from skl2onnx import to_onnx
+{% else %}
     from skl2onnx import to_onnx
 
     estimator = pipeline[-1]
-{%- if cookiecutter.deep_learning == "yes" %}
-    if isinstance(estimator, NetworkEstimator):
-        return estimator.exported_.onnx  # exported by torch and checked when it was trained
 {%- endif %}
     sample = np.zeros((1, estimator.n_features_in_), dtype=np.float32)
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "predict_proba") else None
