@@ -147,10 +147,17 @@ def mixed_project(tmp_path_factory) -> Paths:
 
 
 def settings_for(paths: Paths, tmp_path: Path, **changes):
-    """Service settings for a trained project, logging predictions under `tmp_path`."""
+    """Service settings for a trained project, logging predictions, console actions and
+    jobs under `tmp_path`."""
     from {{ cookiecutter.package_name }}.api import Settings
 
-    defaults = {"models_dir": paths.models, "prediction_log_path": tmp_path / "predictions.jsonl"}
+    defaults = {
+        "models_dir": paths.models,
+        "project_dir": paths.root,
+        "prediction_log_path": tmp_path / "predictions.jsonl",
+        "audit_log_path": tmp_path / "audit.jsonl",
+        "jobs_dir": tmp_path / "jobs",
+    }
     return Settings(**{**defaults, **changes})
 
 

@@ -247,12 +247,16 @@ def test_the_dashboard_shows_the_model_metrics_drift_and_history(trained_project
         "predictions": {"status": "ok", "psi": 0.01, "reasons": []},
     }
     (reports / "monitoring" / "latest.json").write_text(json.dumps(drift))
-    settings = settings_for(trained_project, tmp_path, reports_dir=reports, api_key=KEY)
+    viewer = "viewer-key-of-16-chars"
+    settings = settings_for(
+        trained_project, tmp_path, reports_dir=reports, api_key=KEY, viewer_key=viewer
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/dashboard").status_code == 401
+        assert client.get("/dashboard", auth=("client", KEY)).status_code == 401
         client.post("/v1/predict", json=body, headers={"X-API-Key": KEY})
-        page = client.get("/dashboard", auth=("operator", KEY))
-        runbook = client.get("/dashboard/runbook", headers={"X-API-Key": KEY})
+        page = client.get("/dashboard", auth=("ana", viewer))
+        runbook = client.get("/dashboard/runbook", headers={"X-API-Key": viewer})
     assert page.status_code == 200
     html = page.text
     assert bundle.read_pointer(trained_project.models, "current") in html

@@ -23,10 +23,11 @@ from .service import openapi
 from .service.auth import ApiKey
 from .service.middleware import RequestGuard
 from .service.models import ServedModel, read_schema
-from .service.routes import dashboard, health, operations
+from .service.routes import console, dashboard, health, operations
 from .service.routes.predict import Predict
 from .service.settings import Settings, from_environment
 from .service.telemetry import Telemetry, longest_string
+from .trends import TrafficSamples
 
 __all__ = ["Settings", "create_app"]
 
@@ -40,20 +41,23 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     return JSONResponse({"detail": errors}, 422)
 
 
-def lifespan(settings: Settings, served: ServedModel, telemetry: Telemetry):
-    """Load the model, open the prediction log and follow `models/current` while serving."""
+def lifespan(
+    settings: Settings, served: ServedModel, telemetry: Telemetry, samples: TrafficSamples
+):
+    """Load the model, open the prediction log, follow `models/current` and sample traffic
+    for the dashboard's chart while serving."""
 
     @asynccontextmanager
     async def run(app: FastAPI):
         served.load()
         if settings.prediction_log:
             telemetry.open_log(settings)
-        watcher = None
+        tasks = [asyncio.create_task(samples.run(telemetry.metrics, settings.trends_interval))]
         if settings.reload_interval > 0:
-            watcher = asyncio.create_task(served.watch(settings.reload_interval))
+            tasks.append(asyncio.create_task(served.watch(settings.reload_interval)))
         yield
-        if watcher:
-            watcher.cancel()
+        for task in tasks:
+            task.cancel()
         telemetry.close()
 
     return run
@@ -63,13 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for the bundle that `models/current` names. Settings default to the
     environment's; invalid ones end the process with one line saying what is wrong."""
     settings = settings or from_environment()
-    if settings.api_key is None:
-        log.warning("SERVICE_ALLOW_ANONYMOUS=true: every route is open, no API key is asked")
+    key = ApiKey(settings.api_key, settings.viewer_key, settings.operator_key)
+    if key.anonymous:
+        log.warning("SERVICE_ALLOW_ANONYMOUS=true: every route is open, the console's too")
+    elif settings.api_key is None:
+        log.warning("SERVICE_ALLOW_ANONYMOUS=true: the prediction routes ask for no key")
     schema = read_schema(settings.models_dir)
     served = ServedModel(settings.models_dir, schema)
-    key = ApiKey(settings.api_key)
     PredictRequest = PROBLEM_TYPE.request_model(schema, settings.max_batch_rows)
     telemetry = Telemetry(longest_string(PredictRequest.model_json_schema()))
+    samples = TrafficSamples()
 
     app = FastAPI(
         title="{{ cookiecutter.project_slug }}",
@@ -78,13 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,  # served by `openapi.install`, with the docs pages, behind the key
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan(settings, served, telemetry),
+        lifespan=lifespan(settings, served, telemetry, samples),
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
     health.add_routes(app, served, key, telemetry, settings.public_metrics)
     Predict(served, PredictRequest, key, telemetry).mount(app)
     operations.add_routes(app, served, key)
-    dashboard.add_routes(app, served, key, telemetry, settings)
+    ops = console.add_routes(app, served, key, settings)
+    dashboard.add_routes(app, served, key, telemetry, settings, ops, samples)
     openapi.install(app, PredictRequest, key, settings.public_docs)
     routes = {route.path for route in app.routes}
     app.add_middleware(
@@ -92,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=telemetry.metrics,
         max_body_bytes=settings.max_body_bytes,
         routes=routes,
+        limits={"/dashboard/upload": settings.max_upload_bytes},
     )
     return app

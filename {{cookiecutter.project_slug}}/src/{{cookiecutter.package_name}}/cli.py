@@ -168,18 +168,60 @@ def retrain(
         Path | None,
         typer.Option(help="Recent labelled rows (CSV/Parquet) the candidate must also do well on."),
     ] = None,
+    collect: bool = typer.Option(
+        True,
+        help="Collect the source again first (the old snapshot is archived); --no-collect "
+        "trains on the current snapshot, uploads from the console included.",
+    ),
+    promote: bool = typer.Option(
+        True,
+        help="Promote a candidate that passes the gate; --no-promote leaves it to an operator.",
+    ),
 ) -> None:
     """Stage 7: collect the source again, train a candidate and promote it only through the
-    gate, which also compares it with the serving model on the same fixed test set."""
-    from . import data, evaluate, monitor, train
+    gate, which also compares it with the serving model on the same fixed test set. One
+    retrain runs at a time."""
+    from . import data, evaluate, monitor, registry, train
     from .problem_type import PROBLEM_TYPE
 
     paths, problem, params = _context(root)
     recent = monitor.read_data(holdout) if holdout else None
-    data.collect(problem, paths.raw, paths.root, force=True)  # the old snapshot is archived
-    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
-    train.run(paths.processed, paths.models, problem, params)
-    evaluate.run(paths.processed, paths.models, paths.reports, problem, params, holdout=recent)
+    with registry.retrain_lock(paths.models):
+        if collect:
+            log.info("step 1/4: collect")
+            data.collect(problem, paths.raw, paths.root, force=True)  # the old one is archived
+        log.info("step 2/4: prepare")
+        PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+        log.info("step 3/4: train")
+        train.run(paths.processed, paths.models, problem, params)
+        log.info("step 4/4: evaluate")
+        evaluate.run(
+            paths.processed,
+            paths.models,
+            paths.reports,
+            problem,
+            params,
+            holdout=recent,
+            promote=promote,
+        )
+
+
+AUDIT_LOG = typer.Option(
+    Path("logs/audit.jsonl"), "--log", help="The console's audit log, relative to --root."
+)
+
+
+@app.command()
+def audit(
+    root: Path = ROOT,
+    last: int = typer.Option(20, "--last", min=1, help="How many of the latest entries."),
+    path: Path = AUDIT_LOG,
+) -> None:
+    """Stage 7: the console's audit log: who did what, by which role, when, and the outcome."""
+    from . import console
+
+    for entry in console.read_audit(root / path)[-last:]:
+        typer.echo(console.audit_line(entry))
 
 
 models = typer.Typer(help="Stage 7: the model registry in models/.", no_args_is_help=True)
@@ -221,12 +263,16 @@ def models_promote(
 def models_rollback(
     root: Path = ROOT,
     reason: str = typer.Option("manual rollback", help="Why; written to the registry log."),
+    to: str | None = typer.Option(
+        None, "--to", help="An earlier version that passed the gate, instead of the previous one."
+    ),
 ) -> None:
-    """Serve the version that was current before this one."""
+    """Serve the version that was current before this one, or an earlier one (--to)."""
     from . import registry
     from .config import Paths
 
-    typer.echo(f"models/current -> {registry.rollback(Paths(root.resolve()).models, reason)}")
+    served = registry.rollback(Paths(root.resolve()).models, reason, to=to)
+    typer.echo(f"models/current -> {served}")
 
 
 @models.command("sign")

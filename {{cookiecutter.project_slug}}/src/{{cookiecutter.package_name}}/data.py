@@ -112,6 +112,26 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
     df = load_source(problem.source, root)
     if df.empty:
         raise DataError("problem.yaml source: the source returned no rows")
+    return _snapshot(df, raw_dir, {"source": problem.source.model_dump(mode="json")}, force)
+
+
+def add_rows(rows: pd.DataFrame, raw_dir: Path, origin: dict) -> dict:
+    """A new snapshot: the current one with `rows` appended (an operator's upload, already
+    validated). The previous snapshot is archived, never overwritten; the manifest says
+    where the rows came from (`origin`) and which snapshot they were added to."""
+    current = read_raw(raw_dir)
+    combined = pd.concat([current, rows[list(current.columns)]], ignore_index=True)
+    fields = {
+        "source": {"kind": "upload", **origin},
+        "added_rows": len(rows),
+        "added_to": recorded_sha256(raw_dir / MANIFEST_FILE),
+    }
+    return _snapshot(combined, raw_dir, fields, force=True)
+
+
+def _snapshot(df: pd.DataFrame, raw_dir: Path, fields: dict, force: bool) -> dict:
+    """Write `df` as the raw snapshot with its manifest (`fields` go into it). A different
+    existing snapshot is archived when `force`, else kept with a DataError."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     target, manifest_path = raw_dir / RAW_FILE, raw_dir / MANIFEST_FILE
     staged = raw_dir / f".{RAW_FILE}.tmp"
@@ -141,7 +161,7 @@ def collect(problem: ProblemConfig, raw_dir: Path, root: Path, force: bool = Fal
     copies = len(df) - row_content(row_ids(df)).nunique()
     manifest = {
         "file": RAW_FILE,
-        "source": problem.source.model_dump(mode="json"),
+        **fields,
         "rows": len(df),
         "repeated_rows": copies,  # rows identical to an earlier one, kept as they came
         "columns": [str(c) for c in df.columns],
@@ -259,8 +279,9 @@ def validation_schema(problem: ProblemConfig, params: Params, features: dict[str
     return pa.DataFrameSchema(columns, strict=False)
 
 
-def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features) -> None:
-    """Raise DataError naming each bad column and how many rows break which rule.
+def problems(df: pd.DataFrame, problem: ProblemConfig, params: Params, features) -> list[str]:
+    """One line per bad column of `df`: which rule how many rows break, with examples; empty
+    when `df` meets the contract.
 
     `features` are the model's inputs and their kinds, `PROBLEM_TYPE.resolve_features(df,
     problem)`: what is valid depends on the kind (a number, an ISO date, text that is not
@@ -276,14 +297,22 @@ def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features)
     try:
         schema.validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        summary = _summarise(exc.failure_cases, df, params.validation.max_missing_share)
-        raise DataError(summary) from exc
+        return _summarise(exc.failure_cases, df, params.validation.max_missing_share)
+    return []
+
+
+def validate(df: pd.DataFrame, problem: ProblemConfig, params: Params, features) -> None:
+    """Raise DataError naming each bad column and how many rows break which rule (see
+    `problems`)."""
+    lines = problems(df, problem, params, features)
+    if lines:
+        raise DataError("data validation failed:\n  " + "\n  ".join(lines))
     log.info(
         "validated %d rows: %d features and target %r", len(df), len(features), problem.target.name
     )
 
 
-def _summarise(failures: pd.DataFrame, df: pd.DataFrame, max_share: float) -> str:
+def _summarise(failures: pd.DataFrame, df: pd.DataFrame, max_share: float) -> list[str]:
     lines = []
     for (column, check), group in failures.groupby(["column", "check"], sort=True, dropna=False):
         if check == "missing_share":
@@ -296,4 +325,4 @@ def _summarise(failures: pd.DataFrame, df: pd.DataFrame, max_share: float) -> st
         else:
             detail = f"fails: {group['failure_case'].iloc[0]}"
         lines.append(f"column {column!r}: {check}: {detail}")
-    return "data validation failed:\n  " + "\n  ".join(lines)
+    return lines

@@ -348,12 +348,13 @@ def run(
     params: Params,
     pointer: str = "candidate",
     holdout: pd.DataFrame | None = None,
+    promote: bool = True,
 ) -> dict:
     """Evaluate the bundle `pointer` names, write the reports, and promote it through the
     registry if it passes. Raises GateFailed (exit 1) or CannotTell (exit 3) otherwise.
 
     `holdout`: recent labelled rows; the candidate must then also match the serving model
-    on them."""
+    on them. Without `promote`, a candidate that passed waits for an operator to promote it."""
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
     train, test, _ = read_processed(processed_dir)
     report, (y, candidate, baseline) = evaluate(model_bundle, train, test, problem, params)
@@ -382,6 +383,9 @@ def run(
     if verdict == FAILED:
         registry.record(models_dir, registry.REJECTED, version, reason=reason, **details)
         raise GateFailed(f"evaluation gate failed: {reason}")
+    if not promote:
+        log.info("gate passed: %s; %s waits for an operator to promote it", reason, version)
+        return report
     registry.promote(models_dir, version, reason, **details)
     log.info("gate passed: %s; models/current -> %s", reason, version)
     return report

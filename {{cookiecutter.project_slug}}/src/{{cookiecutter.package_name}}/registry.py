@@ -9,8 +9,11 @@ and every version name through `bundle.locate`: a bundle inside `models/`, never
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import bundle
@@ -19,6 +22,7 @@ from .errors import ProjectError
 log = logging.getLogger(__name__)
 
 PROMOTED, ROLLED_BACK, SIGNED = "promoted", "rolled_back", "signed"
+RETRAIN_LOCK = ".retrain.lock"  # held by the one retrain that may run at a time
 REJECTED, INCONCLUSIVE = "rejected", "inconclusive"  # gate verdicts that promote nothing
 
 
@@ -78,7 +82,11 @@ def _served_stack(models_dir: Path) -> list[str]:
         if event["event"] == PROMOTED and (not stack or stack[-1] != event["version"]):
             stack.append(event["version"])
         elif event["event"] == ROLLED_BACK and stack:
-            stack.pop()
+            version = event["version"]
+            if version in stack:  # back to it: what was served after it is undone
+                del stack[len(stack) - stack[::-1].index(version) :]
+            else:
+                stack[-1] = version
     return stack
 
 
@@ -102,17 +110,62 @@ def promote(models_dir: Path, version: str, reason: str, force: bool = False, **
     bundle.log_event(models_dir, PROMOTED, version, reason=reason, forced=force, **details)
 
 
-def rollback(models_dir: Path, reason: str) -> str:
-    """Return `current` to the version served before it; returns that version."""
-    stack = _served_stack(models_dir)
+def rollback(models_dir: Path, reason: str, to: str | None = None) -> str:
+    """Return `current` to the version served before it, or to `to`: an earlier version
+    that passed the gate. Returns the version now served."""
     current = bundle.read_pointer(models_dir, "current")
-    if len(stack) < 2 or stack[-1] != current:
-        raise ProjectError("nothing to roll back to: no earlier promoted version in the registry")
-    previous = stack[-2]
-    bundle.verify(bundle.locate(models_dir, previous))
-    bundle.set_pointer(models_dir, "current", previous)
-    bundle.log_event(models_dir, ROLLED_BACK, previous, reason=reason, replaced=current)
-    return previous
+    if to is None:
+        stack = _served_stack(models_dir)
+        if len(stack) < 2 or stack[-1] != current:
+            raise ProjectError(
+                "nothing to roll back to: no earlier promoted version in the registry"
+            )
+        to = stack[-2]
+    else:
+        _check_rollback_target(models_dir, to, current)
+    bundle.verify(bundle.locate(models_dir, to))
+    bundle.set_pointer(models_dir, "current", to)
+    bundle.log_event(models_dir, ROLLED_BACK, to, reason=reason, replaced=current)
+    return to
+
+
+def _check_rollback_target(models_dir: Path, version: str, current: str | None) -> None:
+    """A version to roll back to: not the served one, older than it, and passed the gate."""
+    rows = {row["version"]: row for row in versions(models_dir)}
+    if version not in rows:
+        raise ProjectError(f"rollback: no bundle {version!r} in {models_dir}")
+    if version == current:
+        raise ProjectError(f"rollback: {version} is already served")
+    if current in rows and rows[version]["created_at"] > rows[current]["created_at"]:
+        raise ProjectError(f"rollback: {version} is newer than the served {current}; promote it")
+    if rows[version]["verdict"] != "passed":
+        raise ProjectError(f"rollback: {version} did not pass the evaluation gate")
+
+
+@contextlib.contextmanager
+def retrain_lock(models_dir: Path) -> Iterator[None]:
+    """Held while a retrain runs: a second one, from the CLI or the console, is refused."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / RETRAIN_LOCK, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ProjectError(
+                "another retrain is running in this project; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def retrain_running(models_dir: Path) -> bool:
+    """Whether a retrain holds the lock now."""
+    try:
+        with retrain_lock(models_dir):
+            return False
+    except ProjectError:
+        return True
 
 
 def sign(models_dir: Path, versions: list[str], trust: bool = False) -> None:

@@ -29,15 +29,24 @@ class RequestGuard:
     """Refuses bodies over the limit, and counts and times every request by route (unknown
     paths count as "other") and status. A body with a Content-Length is refused before it
     is read; a chunked one is counted as it arrives and refused once past the limit, so it
-    is never buffered whole. A client that leaves before its body is in counts as 499."""
+    is never buffered whole. A client that leaves before its body is in counts as 499.
+    `limits` gives routes their own limit (the console's upload)."""
 
-    def __init__(self, app, metrics: Metrics, max_body_bytes: int, routes: set[str]) -> None:
+    def __init__(
+        self,
+        app,
+        metrics: Metrics,
+        max_body_bytes: int,
+        routes: set[str],
+        limits: dict[str, int] | None = None,
+    ) -> None:
         self.app, self.metrics, self.max_body_bytes, self.routes = (
             app,
             metrics,
             max_body_bytes,
             routes,
         )
+        self.limits = limits or {}
         self.series: dict[tuple[str, int], tuple] = {}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -54,17 +63,19 @@ class RequestGuard:
                 status = message["status"]
             await send(message)
 
+        limit = self.limits.get(route, self.max_body_bytes)
         try:
-            rejection, chunked = self._reject(scope)
+            rejection, chunked = self._reject(scope, limit)
             if rejection:
                 for message in _error(*rejection):
                     await send_status(message)
             else:
-                await self.app(scope, self._limited(receive) if chunked else receive, send_status)
+                limited = self._limited(receive, limit) if chunked else receive
+                await self.app(scope, limited, send_status)
         except ClientDisconnect:
             status = CLIENT_CLOSED
         except BodyTooLarge:  # raised while the route read its body: nothing was sent yet
-            for message in _error(413, f"body is over the limit of {self.max_body_bytes} bytes"):
+            for message in _error(413, f"body is over the limit of {limit} bytes"):
                 await send_status(message)
         finally:
             count, latency = self._series(route, status)
@@ -81,7 +92,7 @@ class RequestGuard:
             )
         return self.series[key]
 
-    def _reject(self, scope) -> tuple[tuple[int, str] | None, bool]:
+    def _reject(self, scope, limit: int) -> tuple[tuple[int, str] | None, bool]:
         """A refusal before the body is read, if any, and whether the body is chunked.
         Without Content-Length or Transfer-Encoding the body is empty (`curl -X POST`)."""
         if scope["method"] not in {"POST", "PUT", "PATCH"}:
@@ -90,12 +101,12 @@ class RequestGuard:
         length = headers.get(b"content-length")
         if length is None:
             return None, b"transfer-encoding" in headers
-        if int(length) > self.max_body_bytes:
-            message = f"body of {int(length)} bytes is over the limit of {self.max_body_bytes}"
+        if int(length) > limit:
+            message = f"body of {int(length)} bytes is over the limit of {limit}"
             return (413, message), False
         return None, False
 
-    def _limited(self, receive):
+    def _limited(self, receive, limit: int):
         """`receive` that counts the body's bytes and stops past the limit."""
         received = 0
 
@@ -103,7 +114,7 @@ class RequestGuard:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_body_bytes:
+            if received > limit:
                 raise BodyTooLarge
             return message
 

@@ -25,6 +25,16 @@ def read_schema(models_dir: Path) -> list[dict] | None:
         return None  # loading the bundle will say what is wrong with it
 
 
+def request_shape(schema: list[dict]) -> list[dict]:
+    """What the request model is built from: the features without the ranges seen in
+    training, which only describe them in the API documents. A model retrained on new data
+    (wider ranges) is served without a restart; other features, kinds or categories need one."""
+    return [{k: v for k, v in feature.items() if k not in DESCRIPTIVE} for feature in schema]
+
+
+DESCRIPTIVE = {"min", "max", "max_chars"}
+
+
 def read_evaluation(bundle_dir: Path) -> dict | None:
     """The bundle's signed test-set evaluation, or None."""
     return bundle.read_evaluation(bundle_dir)
@@ -49,7 +59,9 @@ class ServedModel:
 
     def _load(self, path: Path) -> tuple[Predictor, dict | None]:
         loaded = bundle.load(path)
-        if self.schema is None or loaded.metadata["features"] != self.schema:
+        if self.schema is None or request_shape(loaded.metadata["features"]) != request_shape(
+            self.schema
+        ):
             raise bundle.BundleError(
                 f"{loaded.version} has other features than this process was started with; "
                 "restart the service to serve it"

@@ -11,6 +11,10 @@ MIN_KEY_CHARS = 16
 class Settings(BaseSettings):
     """Service settings, read from SERVICE_* environment variables.
 
+    Three keys, three roles: SERVICE_API_KEY for prediction clients; SERVICE_VIEWER_KEY to
+    see the dashboard; SERVICE_OPERATOR_KEY to see it and act in its console. The API key
+    does not open the dashboard.
+
     The prediction log holds every request body as it was sent: the features may be
     personal data. Name such fields in SERVICE_PREDICTION_LOG_REDACT to log them as
     "[redacted]", or switch the log off with SERVICE_PREDICTION_LOG=false.
@@ -20,6 +24,8 @@ class Settings(BaseSettings):
 
     models_dir: Path = Path("models")
     api_key: SecretStr | None = None
+    viewer_key: SecretStr | None = None  # sees the dashboard
+    operator_key: SecretStr | None = None  # sees the dashboard and acts in its console
     allow_anonymous: bool = False  # serve without a key; `make serve` sets it for local use
     public_docs: bool = False  # /docs, /redoc and /openapi.json without the key
     public_metrics: bool = False  # /metrics without the key
@@ -34,8 +40,14 @@ class Settings(BaseSettings):
     reload_interval: float = Field(10.0, ge=0)  # seconds between pointer checks; 0 turns off
     reports_dir: Path = Path("reports")  # the dashboard shows reports/monitoring/latest.json
     docs_dir: Path = Path("docs")  # the dashboard links the runbook found here
+    project_dir: Path = Path(".")  # the console uploads and retrains in this project
+    max_upload_bytes: int = Field(50_000_000, ge=1024)  # the console's upload limit
+    audit_log_path: Path = Path("logs/audit.jsonl")  # every console action, appended
+    jobs_dir: Path = Path("logs/jobs")  # console retrains: their state and log
+    trends_interval: float = Field(60.0, gt=0)  # seconds between traffic samples for the chart
+    latency_budget_ms: float = Field(500.0, gt=0)  # p95 of predictions above it is an alert
 
-    @field_validator("api_key")
+    @field_validator("api_key", "viewer_key", "operator_key")
     @classmethod
     def _long_enough(cls, key: SecretStr | None) -> SecretStr | None:
         if key is not None and len(key.get_secret_value()) < MIN_KEY_CHARS:
@@ -52,7 +64,18 @@ class Settings(BaseSettings):
                 f"set SERVICE_API_KEY ({MIN_KEY_CHARS} characters or more), or "
                 "SERVICE_ALLOW_ANONYMOUS=true to serve without a key"
             )
+        keys = [k.get_secret_value() for k in self.keys.values() if k is not None]
+        if len(set(keys)) < len(keys):
+            raise ValueError(
+                "SERVICE_API_KEY, SERVICE_VIEWER_KEY and SERVICE_OPERATOR_KEY must differ: "
+                "a shared key cannot tell the roles apart"
+            )
         return self
+
+    @property
+    def keys(self) -> dict[str, SecretStr | None]:
+        """Each role's key: client, viewer, operator."""
+        return {"client": self.api_key, "viewer": self.viewer_key, "operator": self.operator_key}
 
     @property
     def redacted_fields(self) -> frozenset[str]:
