@@ -612,11 +612,19 @@ class Service:
     """The generated project's `make serve`, on a free loopback port, with an API key."""
 
     key = "cycle-test-key-of-16-chars"
+    viewer, operator = "cycle-viewer-key-16-chars", "cycle-operator-key-16-chars"
 
     def __init__(self, project: Path, venv: Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**user_env(), "SERVICE_API_KEY": self.key, "SERVICE_RELOAD_INTERVAL": "0.5"}
+        env = {
+            **user_env(),
+            "SERVICE_API_KEY": self.key,
+            "SERVICE_VIEWER_KEY": self.viewer,
+            "SERVICE_OPERATOR_KEY": self.operator,
+            "SERVICE_RELOAD_INTERVAL": "0.5",
+            "SERVICE_TRENDS_INTERVAL": "1",
+        }
         self.process = subprocess.Popen(
             ["make", "serve", f"PORT={self.port}", *([f"VENV={venv}"] if venv else [])],
             cwd=project,
@@ -658,13 +666,16 @@ class Service:
 
 
 def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
-    """train -> serve -> log -> monitor (quiet) -> drift -> monitor (alarm) -> retrain ->
-    promote -> the service follows -> rollback -> the dashboard in Chromium."""
+    """train -> serve -> log -> monitor (quiet) -> drift -> monitor (alarm), then the
+    operator's story in the console, in Chromium: upload shifted data -> the drift check
+    alarms -> retrain -> the gate's verdict -> promote -> the service answers with the new
+    version -> roll back."""
     python, package = python_of(installed), project_package(installed)
     if not (installed / "models" / "current").exists():  # when run on its own
         sh(installed, "make", "pipeline")
     traffic = series_traffic if problem_type_of(installed) == "forecasting" else row_traffic
     quiet, drifted, changed = traffic(installed)
+    upload = shifted_upload(installed, tmp_path)
 
     service = Service(installed)
     try:
@@ -695,20 +706,42 @@ def test_operations_cycle_from_serving_to_rollback(installed, tmp_path):
         assert changed in alarm.stdout + alarm.stderr
 
         time.sleep(1.1)  # a new version name: versions carry the time to the second
-        sh(installed, python, "-m", package, "retrain")
-        second = (installed / "models" / "current").read_text().strip()
-        assert second != first
-        service.wait_for(lambda: service.version() == second, "serving the retrained model")
-
-        sh(installed, python, "-m", package, "models", "rollback", "--reason", "cycle test")
-        service.wait_for(lambda: service.version() == first, "serving the previous model")
+        second = operator_story_in_chromium(service, upload, first, installed.name)
         listed = sh(installed, python, "-m", package, "models", "list").stdout
         assert first in listed
         assert second in listed
-
-        check_dashboard_in_chromium(service, first, installed.name)
+        audit = sh(installed, python, "-m", package, "audit").stdout
+        for action in ("upload: accepted", "drift check: drift", "retrain: started"):
+            assert action in audit
+        for action in ("promote: done", "rollback: done"):
+            assert action in audit
     finally:
         service.stop()
+
+
+def shifted_upload(installed: Path, folder: Path) -> Path:
+    """New labelled data as an operator would upload it: the new product line's readings
+    for anomaly detection, the series' next stretch at a higher level for forecasting, and
+    otherwise rows of the raw data with one feature moved (see `drift`)."""
+    kind = problem_type_of(installed)
+    raw = pd.read_parquet(installed / "data" / "raw" / "dataset.parquet")
+    path = folder / "new-data.csv"
+    if kind == "anomaly_detection":
+        sh(installed, "make", "new-line-data")
+        shutil.copy(installed / "data" / "external" / "sensors_new_line.csv", path)
+        return path
+    target = yaml.safe_load((installed / "configs" / "problem.yaml").read_text())["target"]
+    if kind == "forecasting":
+        stamps = pd.to_datetime(raw[target["timestamp"]], format="ISO8601")
+        steps = pd.date_range(stamps.max(), periods=121, freq=target["frequency"])[1:]
+        level = raw[target["name"]].tail(120).to_numpy() + 5 * raw[target["name"]].std()
+        new = pd.DataFrame({target["timestamp"]: steps.strftime("%Y-%m-%d"), target["name"]: level})
+    else:
+        features = json.loads((installed / "data" / "processed" / "features.json").read_text())
+        rows = raw.sample(300, replace=True, random_state=0).to_dict("records")
+        new = pd.DataFrame(drift(rows, raw, dict(features["features"]))[0])
+    new.to_csv(path, index=False)
+    return path
 
 
 FOREIGN = ["Das Gerät ist {} und kam pünktlich an.", "Le produit est {} et bien emballé."]
@@ -773,9 +806,9 @@ def series_traffic(installed: Path) -> tuple[list[dict], list[dict], str]:
 ARTIFACTS = TEMPLATE_DIR / "artifacts"
 
 
-def check_dashboard_in_chromium(service: Service, version: str, name: str) -> None:
-    """The page loads in real headless Chromium, shows the version and the drift status,
-    and logs no console errors. The screenshot is kept in artifacts/."""
+def operator_story_in_chromium(service: Service, upload: Path, first: str, name: str) -> str:
+    """The console in real headless Chromium, as the operator: every step's page is kept
+    in artifacts/ and the run fails on any console error. Returns the promoted version."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -785,16 +818,66 @@ def check_dashboard_in_chromium(service: Service, version: str, name: str) -> No
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
-            page = browser.new_page(extra_http_headers={"X-API-Key": service.key})
+            page = browser.new_page(
+                http_credentials={"username": "olga", "password": service.operator}
+            )
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            response = page.goto(f"{service.base}/dashboard")
-            assert response is not None
-            assert response.status == 200
-            assert page.inner_text("#model-version") == version
-            assert page.inner_text("#drift-status") == "drift"
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+            second = operator_story(page, service, upload, first, name)
         finally:
             browser.close()
     assert errors == []
+    return second
+
+
+def operator_story(page, service: Service, upload: Path, first: str, name: str) -> str:
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def shot(step: str) -> None:
+        page.screenshot(path=str(ARTIFACTS / f"console-{name}-{step}.png"), full_page=True)
+
+    page.goto(f"{service.base}/dashboard")
+    assert page.inner_text("#model-version") == first
+    page.set_input_files("#console-upload input[type=file]", str(upload))
+    page.click("#console-upload button")
+    assert page.inner_text("#outcome") == "accepted", page.inner_text("#details")
+    shot("1-upload")
+
+    page.goto(f"{service.base}/dashboard")
+    stored = page.eval_on_selector_all(
+        "#console-drift-check option", "options => options.map(o => o.value)"
+    )[1]
+    page.select_option("#console-drift-check select", stored)
+    page.click("#console-drift-check button")
+    assert page.inner_text("#outcome") == "drift", page.inner_text("#details")
+    shot("2-drift-check")
+
+    page.goto(f"{service.base}/dashboard")
+    page.click("#console-retrain button")
+    page.wait_for_url("**/dashboard/jobs/*")
+    deadline = time.monotonic() + 600  # the page refreshes itself while the job runs
+    while page.inner_text("#job-status") == "running":
+        assert time.monotonic() < deadline, "the retrain did not end within 600 s"
+        page.wait_for_timeout(1000)
+    assert page.inner_text("#job-status") == "passed", page.inner_text("#job-log")[-3000:]
+    assert page.inner_text("#gate-verdict") == "passed"
+    assert service.version() == first  # a retrain never promotes by itself
+    shot("3-gate")
+
+    second = page.get_attribute("#promote-candidate input[name=version]", "value")
+    page.check("#promote-candidate input[name=confirm]")
+    page.click("#promote-candidate button")
+    assert page.inner_text("#outcome") == "done"
+    assert service.version() == second
+    shot("4-promoted")
+
+    page.goto(f"{service.base}/dashboard")
+    back = page.locator(f"form.rollback:has(input[value='{first}'])")
+    back.locator("input[name=confirm]").check()
+    back.locator("button").click()
+    assert page.inner_text("#outcome") == "done"
+    assert service.version() == first
+    page.goto(f"{service.base}/dashboard")
+    assert page.inner_text("#model-version") == first
+    shot("5-rolled-back")
+    return second

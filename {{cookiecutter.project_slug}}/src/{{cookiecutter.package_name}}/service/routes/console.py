@@ -94,8 +94,11 @@ class Console:
         if source != "log" and source not in uploads:
             return outcome(entry, "error", [f"no upload {source!r} to check"], 422)
         entry["detail"] = source if source != "log" else f"prediction log, last {last or 'all'}"
+        thresholds = self.root / "configs" / "params.yaml"
+        if not thresholds.is_file():
+            return outcome(entry, "refused", [f"the drift check needs {thresholds}"], 409)
         try:
-            params = load_params(self.root / "configs" / "params.yaml")
+            params = load_params(thresholds)
             report = await asyncio.to_thread(
                 monitor.run,
                 self.settings.models_dir,
@@ -127,7 +130,7 @@ class Console:
         reason = f"promoted in the console by {entry['user']} ({entry['role']})"
         try:
             registry.promote(self.settings.models_dir, version, reason)
-        except ProjectError as exc:
+        except (ProjectError, OSError) as exc:  # OSError: a read-only models volume
             return outcome(entry, "refused", [str(exc)], 409)
         return outcome(entry, "done", await self.follow(version))
 
@@ -138,7 +141,7 @@ class Console:
         reason = f"rolled back in the console by {entry['user']} ({entry['role']})"
         try:
             registry.rollback(self.settings.models_dir, reason, to=version)
-        except ProjectError as exc:
+        except (ProjectError, OSError) as exc:
             return outcome(entry, "refused", [str(exc)], 409)
         return outcome(entry, "done", await self.follow(version))
 
