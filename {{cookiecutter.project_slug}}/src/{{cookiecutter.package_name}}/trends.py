@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 
 import matplotlib
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import AutoDateLocator, DateFormatter
 from matplotlib.figure import Figure
 
 from . import registry
@@ -98,9 +98,8 @@ def _figure(rows: int = 1, height: float = SIZE[1]) -> tuple[Figure, list]:
 
 
 def _dates(ax) -> None:
-    locator = AutoDateLocator(tz=timezone.utc)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=timezone.utc))
+    ax.xaxis.set_major_locator(AutoDateLocator(tz=timezone.utc, maxticks=8))
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d\n%H:%M", tz=timezone.utc))
 
 
 def _when(text: str) -> datetime:
@@ -215,6 +214,7 @@ def metric_chart(models_dir: Path) -> str | None:
                 textcoords="offset points",
             )
     ax.set_xticks(x, [row["version"] for row in shown], rotation=20, ha="right", fontsize=6)
+    ax.margins(x=0.08, y=0.25)
     left_out = len(rows) - len(shown)
     title = f"{metric} on the test set per model version, oldest to newest"
     title += f" ({left_out} scored on another metric not drawn)" if left_out else ""
