@@ -138,7 +138,11 @@ def _drift(report: dict | None) -> list[Alert]:
         "upload labelled recent data, retrain, and promote once the gate passes; with no "
         "labelled data to retrain on, call the model owners.",
     )
+{%- if cookiecutter.problem_type in ("anomaly_detection", "forecasting", "text_classification") %}
     return [alarm, *_type_alerts(report)]
+{%- else %}
+    return [alarm]
+{%- endif %}
 {%- if cookiecutter.problem_type == "anomaly_detection" %}
 
 
@@ -211,12 +215,6 @@ def _type_alerts(report: dict) -> list[Alert]:
         )
         for r in texts
     ]
-{%- else %}
-
-
-def _type_alerts(report: dict) -> list[Alert]:
-    """No alert of this problem type's own beyond the drift alarm."""
-    return []
 {%- endif %}
 
 
