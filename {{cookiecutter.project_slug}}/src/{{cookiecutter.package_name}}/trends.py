@@ -14,7 +14,7 @@ import json
 import logging
 import math
 from collections import deque
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
 
@@ -97,8 +97,11 @@ def _figure(rows: int = 1, height: float = SIZE[1]) -> tuple[Figure, list]:
     return figure, list(axes)
 
 
-def _dates(ax) -> None:
-    ax.xaxis.set_major_locator(AutoDateLocator(tz=timezone.utc, maxticks=8))
+def _dates(ax, times: list[datetime]) -> None:
+    """UTC date and time ticks, with room around the runs (a minute at least)."""
+    pad = max((max(times) - min(times)) * 0.04, timedelta(seconds=30))
+    ax.set_xlim(min(times) - pad, max(times) + pad)
+    ax.xaxis.set_major_locator(AutoDateLocator(tz=timezone.utc, maxticks=7))
     ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d\n%H:%M", tz=timezone.utc))
 
 
@@ -160,7 +163,7 @@ def drift_chart(history: list[dict], warn: float = 0.1, alarm: float = 0.2) -> s
     ax.set_ylabel("PSI (unitless)", fontsize=8)
     ax.set_xlabel("monitor run (UTC); shaded: drift, dotted: not enough data", fontsize=8)
     ax.set_ylim(bottom=0)
-    _dates(ax)
+    _dates(ax, times)
     ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _svg(figure, title)
 
@@ -171,8 +174,10 @@ def _scores(models_dir: Path) -> list[dict]:
     for row in reversed(registry.versions(models_dir)):
         if row["test_score"] is None:
             continue
-        report = registry.evaluation(models_dir, row["version"])
-        rows.append(row | {"baseline": report["primary"]["baseline"] if report else None})
+        primary = (registry.evaluation(models_dir, row["version"]) or {}).get("primary", {})
+        rows.append(
+            row | {"baseline": primary.get("baseline"), "higher": primary.get("greater_is_better")}
+        )
     return rows
 
 
@@ -216,7 +221,8 @@ def metric_chart(models_dir: Path) -> str | None:
     ax.set_xticks(x, [row["version"] for row in shown], rotation=20, ha="right", fontsize=6)
     ax.margins(x=0.08, y=0.25)
     left_out = len(rows) - len(shown)
-    title = f"{metric} on the test set per model version, oldest to newest"
+    better = {True: " (higher is better)", False: " (lower is better)"}.get(rows[-1]["higher"], "")
+    title = f"{metric} on the test set per model version{better}, oldest to newest"
     title += f" ({left_out} scored on another metric not drawn)" if left_out else ""
     ax.set_title(title, fontsize=8.5)
     ax.set_ylabel(f"{metric} (test set)", fontsize=8)
@@ -362,7 +368,7 @@ def traffic_chart(samples, budget: float | None = None) -> str | None:
     bottom.set_ylabel("ms (upper bound)", fontsize=8)
     bottom.set_xlabel("time (UTC); latency bounded by the histogram's bucket edges", fontsize=8)
     bottom.set_ylim(bottom=0)
-    _dates(bottom)
+    _dates(bottom, times)
     for ax in (top, bottom):
         ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _svg(figure, title)
