@@ -731,15 +731,21 @@ def shifted_upload(installed: Path, folder: Path) -> Path:
         shutil.copy(installed / "data" / "external" / "sensors_new_line.csv", path)
         return path
     target = yaml.safe_load((installed / "configs" / "problem.yaml").read_text())["target"]
-    if kind == "forecasting":
+    kinds = dict(
+        json.loads((installed / "data" / "processed" / "features.json").read_text())["features"]
+    )
+    rows = raw.sample(300, replace=True, random_state=0)
+    text = next((name for name, kind in kinds.items() if kind == "text"), None)
+    if kind == "forecasting":  # long enough that training sees the new level too
         stamps = pd.to_datetime(raw[target["timestamp"]], format="ISO8601")
-        steps = pd.date_range(stamps.max(), periods=121, freq=target["frequency"])[1:]
-        level = raw[target["name"]].tail(120).to_numpy() + 5 * raw[target["name"]].std()
+        steps = pd.date_range(stamps.max(), periods=401, freq=target["frequency"])[1:]
+        level = raw[target["name"]].tail(400).to_numpy() + 5 * raw[target["name"]].std()
         new = pd.DataFrame({target["timestamp"]: steps.strftime("%Y-%m-%d"), target["name"]: level})
+    elif text:  # the same reviews, each with a sentence in another language
+        said = [FOREIGN[i % 2].format("prima") for i in range(len(rows))]
+        new = rows.assign(**{text: rows[text] + " " + pd.Series(said, index=rows.index)})
     else:
-        features = json.loads((installed / "data" / "processed" / "features.json").read_text())
-        rows = raw.sample(300, replace=True, random_state=0).to_dict("records")
-        new = pd.DataFrame(drift(rows, raw, dict(features["features"]))[0])
+        new = pd.DataFrame(drift(rows.to_dict("records"), raw, kinds)[0])
     new.to_csv(path, index=False)
     return path
 

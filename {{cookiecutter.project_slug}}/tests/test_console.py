@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }} import bundle, console, data
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.config import Paths, load_problem
+from {{ cookiecutter.package_name }}.service.models import DESCRIPTIVE, request_shape
 {%- if cookiecutter.problem_type != "forecasting" %}
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 {%- endif %}
@@ -237,6 +238,20 @@ def test_promotion_needs_a_passed_gate_and_a_confirmation(project, tmp_path):
     assert newer.status_code == 409
     assert outside.status_code == 409
     assert version == served == bundle.read_pointer(project.models, "current")
+
+
+def test_a_model_retrained_on_new_data_is_served_without_a_restart(trained_project):
+    schema = bundle.read_metadata(bundle.resolve(trained_project.models, "current"))["features"]
+    retrained = [{**f, **{k: "seen anew" for k in DESCRIPTIVE & f.keys()}} for f in schema]
+    renamed = [{**schema[0], "name": "another"}, *schema[1:]]
+    assert request_shape(retrained) == request_shape(schema)
+    assert request_shape(renamed) != request_shape(schema)
+{%- if cookiecutter.problem_type != "forecasting" %}
+    band = {"name": "band", "kind": "categorical", "dtype": "object", "categories": ["low"]}
+    wider = {**band, "categories": ["low", "high"]}
+    longer = {**band, "categories": ["low", "x" * 300]}  # over the length requests may send
+    assert request_shape([wider]) == request_shape([band]) != request_shape([longer])
+{%- endif %}
 
 
 @pytest.mark.slow  # a real retrain in its own process

@@ -90,18 +90,27 @@ def test_a_config_change_keeps_exactly_the_same_test_rows(project, problem, para
     assert set(test_rows.columns) == {*new_kinds, problem.target.name}
 
 
-def test_new_rows_only_reach_training_and_the_test_rows_stay(project, problem, params):
+def test_new_rows_are_split_by_the_same_rule_and_recorded_rows_stay(project, problem, params):
     data.collect(problem, project.raw, project.root)
     raw = data.read_raw(project.raw)
     prepare(project, problem, params, raw.sample(frac=0.7, random_state=1))
-    _, first_test = identified(project)
+    first_train, first_test = identified(project)
 
     prepare(project, problem, params, raw)  # more data arrives, in another order
     train_rows, test_rows = identified(project)
+    prepare(project, problem, params, raw)  # and nothing more
+    again_train, again_test = identified(project)
 
-    assert sorted(test_rows.index) == sorted(first_test.index)
+    assert set(first_test.index) <= set(test_rows.index)  # no recorded row changes side
+    assert set(first_train.index) <= set(train_rows.index)
+    new = len(raw) - len(first_train) - len(first_test)
+    added = len(test_rows) - len(first_test)
+    assert 0 < added < new  # the new rows are split too, so the gate sees some of them
+    assert abs(added / new - params.split.test_size) < 0.1
     assert len(train_rows) + len(test_rows) == len(raw)
     assert_disjoint(train_rows, test_rows)
+    assert sorted(again_test.index) == sorted(test_rows.index)
+    assert list(again_train.index) == list(train_rows.index)
 
 
 def test_repeated_rows_stay_on_one_side_of_the_split_and_in_one_fold(project, params):

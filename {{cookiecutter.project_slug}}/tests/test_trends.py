@@ -116,11 +116,8 @@ def test_the_metric_chart_and_a_gate_failure_after_a_second_version(trained_proj
 
 
 def service_metrics(app):
-    """The Prometheus metrics the service's middleware counts requests with."""
-    layer = app.middleware_stack
-    while not hasattr(layer, "metrics"):
-        layer = layer.app
-    return layer.metrics
+    """The Prometheus metrics the service counts requests with."""
+    return app.state.telemetry.metrics
 
 
 def test_traffic_samples_count_the_requests_between_two_readings(client):

@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan(settings, served, telemetry, samples),
     )
+    app.state.telemetry = telemetry  # its metrics feed /metrics and the dashboard's trends
     app.add_exception_handler(RequestValidationError, invalid_request)
     health.add_routes(app, served, key, telemetry, settings.public_metrics)
     Predict(served, PredictRequest, key, telemetry).mount(app)

@@ -22,7 +22,7 @@ _templates = Environment(
 BADGES = {"drift": "drift", "no drift": "ok", "not enough data": "warn"}  # verdict: CSS class
 OUTCOMES = {"accepted": "ok", "done": "ok", "no drift": "ok", "passed": "ok", "running": "warn"}
 OUTCOMES |= {"not enough data": "warn", "inconclusive": "warn", "started": "warn"}
-ACTIONS = {  # console actions, by the id an alert names
+LABELS = {  # the console's actions (alerts.ACTIONS), as the page names them
     "upload": "upload new data",
     "drift-check": "check drift now",
     "retrain": "start a retrain",
@@ -56,12 +56,7 @@ def latest_drift(reports_dir: Path) -> dict | None:
     if not path.exists():
         return None
     report = json.loads(path.read_text(encoding="utf-8"))
-    if "verdict" not in report:  # written before the monitor had three verdicts
-        enough = report.get("enough_rows", True)
-        report["verdict"] = (
-            "drift" if report["drift"] else "no drift" if enough else "not enough data"
-        )
-    return report
+    return {**report, "verdict": trends.verdict(report)}
 
 
 def render(served, metrics, settings, caller: console.Caller, ops, samples) -> str:
@@ -83,7 +78,7 @@ def render(served, metrics, settings, caller: console.Caller, ops, samples) -> s
         history=list(reversed(history))[:20],
         alerts=alerts.ALERTS,
         badges=BADGES,
-        actions=ACTIONS,
+        actions=LABELS,
         caller=caller,
         audit=list(reversed(console.read_audit(settings.audit_log_path)))[:20],
         **(_console(ops, settings) if caller.can_act else {}),
@@ -158,7 +153,7 @@ def chart(name: str, settings, samples) -> str | None:
     if name == "metric":
         return trends.metric_chart(settings.models_dir)
     if name == "traffic":
-        return trends.traffic_chart(samples)
+        return trends.traffic_chart(samples, budget=settings.latency_budget_ms / 1000)
     return None
 
 

@@ -507,37 +507,68 @@ def _log_cleaning(report: CleaningReport) -> None:
 def _train_and_test(
     cleaned: pd.DataFrame, problem: ProblemConfig, params: Params, processed_dir: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The recorded test rows while `source` stays the same; otherwise a new split."""
+    """The recorded test rows while `source` stays the same, and rows added since split by
+    the same rule (see `_split_new_rows`); otherwise a new split."""
     split_path = processed_dir / SPLIT_FILE
     source = problem.source.model_dump(mode="json")
     previous = json.loads(split_path.read_text()) if split_path.exists() else None
     if previous and previous["source"] == source and "test_ids" in previous:
         train, test = _recorded_split(cleaned, previous, params.split)
         if len(test):
-            return train, test
+            return _split_new_rows(cleaned, train, test, previous, problem, params, split_path)
         _archive(processed_dir, previous, "none of the recorded test rows is left in the data")
     elif previous:
         reason = "the source changed" if previous["source"] != source else "no row identities"
         _archive(processed_dir, previous, reason)
-    truth = PROBLEM_TYPE.truth(cleaned, problem.target)
-    strata = PROBLEM_TYPE.strata(truth) if params.split.stratify else None
-    train, test = split(cleaned, strata, params.split)
-    write_json(
-        split_path,
-        {
-            "source": source,
-            "test_rows": len(test),
-            "test_size": params.split.test_size,
-            "seed": params.split.seed,
-            "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "test_ids": sorted(test.index),
-        },
-    )
+    train, test = split(cleaned, _strata(cleaned, problem, params), params.split)
+    record = {"source": source, "test_size": params.split.test_size, "seed": params.split.seed}
+    record["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _write_split(split_path, record, train, test)
     log.info(
         "new split: %d training rows, %d test rows (seed %d)",
         len(train),
         len(test),
         params.split.seed,
+    )
+    return train, test
+
+
+def _strata(rows: pd.DataFrame, problem: ProblemConfig, params: Params) -> pd.Series | None:
+    truth = PROBLEM_TYPE.truth(rows, problem.target)
+    return PROBLEM_TYPE.strata(truth) if params.split.stratify else None
+
+
+def _write_split(path: Path, record: dict, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """The split record: every row identity on its side, so later rows are told apart."""
+    record = {**record, "test_rows": len(test), "test_ids": sorted(test.index)}
+    write_json(path, {**record, "train_ids": sorted(train.index)})
+
+
+def _split_new_rows(cleaned, train, test, record, problem, params, split_path):
+    """Rows that arrived since the split (new content: an upload, new rows at the source)
+    are split by the same rule and recorded, so the test set keeps pace with the data and
+    the gate judges a retrained model on the new rows too. Recorded rows never change
+    side. A record from before `train_ids` was kept treats every non-test row as known."""
+    known = set(row_content(record.get("train_ids", train.index)))
+    new = ~row_content(train.index).isin(known).to_numpy()
+    if not new.any():
+        if "train_ids" not in record:
+            _write_split(split_path, record, train, test)
+        return train, test
+    try:
+        _, new_test = split(train[new], _strata(train[new], problem, params), params.split)
+    except DataError as exc:
+        log.warning("%d new rows all train: too few to split (%s)", int(new.sum()), exc)
+        new_test = train.iloc[:0]
+    in_test = row_content(cleaned.index).isin(set(row_content([*test.index, *new_test.index])))
+    train, test = cleaned[~in_test.to_numpy()], cleaned[in_test.to_numpy()]
+    added = {"extended_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _write_split(split_path, {**record, **added}, train, test)
+    log.info(
+        "%d new rows since the split: %d to the test set, %d to training",
+        int(new.sum()),
+        len(new_test),
+        int(new.sum()) - len(new_test),
     )
     return train, test
 

@@ -12,6 +12,9 @@ from fastapi import HTTPException
 
 from .. import bundle
 from ..contract import Predictor
+{%- if cookiecutter.problem_type != "forecasting" %}
+from ..predictor import category_chars
+{%- endif %}
 from ..problem_type import PROBLEM_TYPE
 
 log = logging.getLogger(__name__)
@@ -26,13 +29,20 @@ def read_schema(models_dir: Path) -> list[dict] | None:
 
 
 def request_shape(schema: list[dict]) -> list[dict]:
-    """What the request model is built from: the features without the ranges seen in
-    training, which only describe them in the API documents. A model retrained on new data
-    (wider ranges) is served without a restart; other features, kinds or categories need one."""
-    return [{k: v for k, v in feature.items() if k not in DESCRIPTIVE} for feature in schema]
+    """What the request model is built from: the features without what only describes them
+    in the API documents (ranges and lengths seen in training, the example). A model
+    retrained on new data is served without a restart; other features, kinds or limits
+    need one."""
+    shape = [{k: v for k, v in feature.items() if k not in DESCRIPTIVE} for feature in schema]
+{%- if cookiecutter.problem_type != "forecasting" %}
+    for feature in shape:
+        if "categories" in feature:  # new categories are accepted; their length is checked
+            feature["categories"] = category_chars(feature["categories"])
+{%- endif %}
+    return shape
 
 
-DESCRIPTIVE = {"min", "max", "max_chars"}
+DESCRIPTIVE = {"min", "max", "max_chars", "median_chars", "first", "last", "example"}
 
 
 def read_evaluation(bundle_dir: Path) -> dict | None:
