@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }} import bundle, console, data
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.config import Paths, load_problem
-from {{ cookiecutter.package_name }}.service.models import DESCRIPTIVE, request_shape
 {%- if cookiecutter.problem_type != "forecasting" %}
 from {{ cookiecutter.package_name }}.problem_type import PROBLEM_TYPE
 {%- endif %}
+from {{ cookiecutter.package_name }}.service.models import DESCRIPTIVE, request_shape
 
 CLIENT, VIEWER, OPERATOR = ("client-key-16-chars", "viewer-key-16-chars", "operator-key-16-chars")
 AS_OPERATOR, AS_VIEWER = ("olga", OPERATOR), ("vera", VIEWER)
