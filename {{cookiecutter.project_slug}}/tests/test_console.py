@@ -254,6 +254,24 @@ def test_a_model_retrained_on_new_data_is_served_without_a_restart(trained_proje
 {%- endif %}
 
 
+def test_a_retrain_that_fails_leaves_the_serving_model_and_says_why(project, tmp_path):
+    served = bundle.read_pointer(project.models, "current")
+    (project.root / "configs" / "params.yaml").write_text("model: [not, a, mapping]\n")
+    with console_client(project, tmp_path) as client:
+        job = act(client, "retrain").headers["location"]
+        deadline = time.monotonic() + 120
+        while 'class="badge warn">running<' in (page := client.get(job, auth=AS_VIEWER).text):
+            assert time.monotonic() < deadline, "the retrain did not end within 120 s"
+            time.sleep(0.5)
+        dashboard = client.get("/dashboard", auth=AS_OPERATOR).text
+    assert 'id="job-status" class="badge bad">error<' in page
+    assert "the serving model is untouched" in page
+    assert "params.yaml" in page  # the log's last lines say why
+    assert 'id="promote-candidate"' not in page
+    assert bundle.read_pointer(project.models, "current") == served
+    assert 'name="version"' not in dashboard.split('id="console-promote"')[1].split("</section>")[0]
+
+
 @pytest.mark.slow  # a real retrain in its own process
 def test_a_retrain_runs_in_the_background_once_and_waits_for_promotion(project, tmp_path):
     first = bundle.read_pointer(project.models, "current")

@@ -123,25 +123,20 @@ class Console:
         entry.update(outcome="started", detail=f"job {job}")
         return RedirectResponse(f"/dashboard/jobs/{job}", 303)
 
-    async def promote(self, entry: dict, version: str, confirm: str | None) -> HTMLResponse:
-        entry["detail"] = version
+    async def move(self, entry: dict, version: str, confirm: str | None) -> HTMLResponse:
+        """Promote or roll back (the entry's action) to `version`, once confirmed. The
+        registry checks the gate: a promotion needs a passed one, a rollback an earlier
+        version that passed."""
+        entry["detail"], action = version, entry["action"]
         if confirm != "yes":
-            return outcome(entry, "refused", ["tick the box to confirm the promotion"], 422)
-        reason = f"promoted in the console by {entry['user']} ({entry['role']})"
+            return outcome(entry, "refused", [f"tick the box to confirm the {action}"], 422)
+        reason = f"{action} in the console by {entry['user']} ({entry['role']})"
         try:
-            registry.promote(self.settings.models_dir, version, reason)
+            if action == "promote":
+                registry.promote(self.settings.models_dir, version, reason)
+            else:
+                registry.rollback(self.settings.models_dir, reason, to=version)
         except (ProjectError, OSError) as exc:  # OSError: a read-only models volume
-            return outcome(entry, "refused", [str(exc)], 409)
-        return outcome(entry, "done", await self.follow(version))
-
-    async def rollback(self, entry: dict, version: str, confirm: str | None) -> HTMLResponse:
-        entry["detail"] = version
-        if confirm != "yes":
-            return outcome(entry, "refused", ["tick the box to confirm the rollback"], 422)
-        reason = f"rolled back in the console by {entry['user']} ({entry['role']})"
-        try:
-            registry.rollback(self.settings.models_dir, reason, to=version)
-        except (ProjectError, OSError) as exc:
             return outcome(entry, "refused", [str(exc)], 409)
         return outcome(entry, "done", await self.follow(version))
 
@@ -198,7 +193,7 @@ def add_routes(app: FastAPI, served: ServedModel, key: ApiKey, settings: Setting
         csrf: Token = None,
     ):
         """Serve a version that passed the gate, once the operator confirms."""
-        return await ops.act(request, "promote", csrf, lambda e: ops.promote(e, version, confirm))
+        return await ops.act(request, "promote", csrf, lambda e: ops.move(e, version, confirm))
 
     @app.post("/dashboard/rollback", response_class=HTMLResponse)
     async def rollback(
@@ -208,6 +203,6 @@ def add_routes(app: FastAPI, served: ServedModel, key: ApiKey, settings: Setting
         csrf: Token = None,
     ):
         """Serve an earlier version that passed the gate, once the operator confirms."""
-        return await ops.act(request, "rollback", csrf, lambda e: ops.rollback(e, version, confirm))
+        return await ops.act(request, "rollback", csrf, lambda e: ops.move(e, version, confirm))
 
     return ops
