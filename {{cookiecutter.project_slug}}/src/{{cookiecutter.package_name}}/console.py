@@ -168,8 +168,11 @@ class UploadCheck:
 
 
 def check_upload(frame: pd.DataFrame, root: Path) -> UploadCheck:
-    """Validate uploaded rows against problem.yaml with the kinds of the current snapshot's
-    features, so they are checked as the model reads them."""
+    """Validate uploaded rows against problem.yaml as part of the data they join: with the
+    kinds of the current snapshot's features, so they are checked as the model reads them,
+    and with rules about the whole data (two classes at least, the missing share) judged on
+    the whole, so a few rows of one class are welcome. The current rows met the contract
+    already: what fails is in the upload."""
     paths = Paths(root)
     problem, params = load_problem(paths.problem), load_params(paths.params)
     current = data.read_raw(paths.raw)
@@ -180,22 +183,18 @@ def check_upload(frame: pd.DataFrame, root: Path) -> UploadCheck:
     missing = [f"column {c!r}: missing: the current data has it" for c in absent]
     features = PROBLEM_TYPE.resolve_features(current, problem)
     # the other columns are checked too: an absent one, read as empty, is reported once
-    problems = data.problems(frame.reindex(columns=columns), problem, params, features)
+    combined = pd.concat([current, frame.reindex(columns=columns)], ignore_index=True)
+    problems = data.problems(combined, problem, params, features)
     problems = [p for p in problems if not p.startswith(tuple(f"column {c!r}" for c in absent))]
     if not missing and not problems:
-        combined = pd.concat([current, frame[columns]], ignore_index=True)
-        prepared = _prepared(combined, problem, params, features)
-        problems = [f"with the current data: {why}" for why in prepared]
+        problems = [f"with the current data: {why}" for why in _prepared(combined, problem, params)]
     ignored = [str(c) for c in frame.columns if c not in current.columns]
     return UploadCheck(len(frame), missing + problems, ignored)
 
 
-def _prepared(combined: pd.DataFrame, problem, params, features) -> list[str]:
+def _prepared(combined: pd.DataFrame, problem, params) -> list[str]:
     """Why stage 3 would refuse the current data with the upload's rows (duplicated times
     of a series, too few rows of a class...), from a dry run in a scratch folder."""
-    problems = data.problems(combined, problem, params, features)
-    if problems:
-        return problems
     with tempfile.TemporaryDirectory() as scratch:
         try:
             PROBLEM_TYPE.prepare(combined, problem, params, Path(scratch))
