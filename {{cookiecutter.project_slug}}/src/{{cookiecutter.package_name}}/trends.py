@@ -4,6 +4,7 @@ Drift per check across past monitor runs, the primary test metric per model vers
 the service's traffic and latency over time, each an SVG string to put in the page (no
 JavaScript, nothing fetched from elsewhere). Charts are drawn with matplotlib's object API
 (no pyplot, so requests may draw at once) and come out byte-identical for the same input.
+matplotlib is imported when a chart is first drawn, not when the service starts.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
-
-import matplotlib
-from matplotlib.dates import AutoDateLocator, DateFormatter
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from . import registry
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def drift_history(reports_dir: Path, limit: int = 60) -> list[dict]:
 
 def _svg(figure: Figure, title: str) -> str:
     """The figure as an inline SVG element, the same bytes for the same figure."""
+    import matplotlib
+
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "trends"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
@@ -89,6 +92,8 @@ def _svg(figure: Figure, title: str) -> str:
 
 
 def _figure(rows: int = 1, height: float = SIZE[1]) -> tuple[Figure, list]:
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(SIZE[0], height), layout="constrained")
     axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
     for ax in axes:
@@ -99,6 +104,8 @@ def _figure(rows: int = 1, height: float = SIZE[1]) -> tuple[Figure, list]:
 
 def _dates(ax, times: list[datetime]) -> None:
     """UTC date and time ticks, with room around the runs (a minute at least)."""
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+
     pad = max((max(times) - min(times)) * 0.04, timedelta(seconds=30))
     ax.set_xlim(min(times) - pad, max(times) + pad)
     ax.xaxis.set_major_locator(AutoDateLocator(tz=timezone.utc, maxticks=7))
