@@ -131,7 +131,7 @@ def check_deep_learning(project: Path, context: dict) -> None:
     assert not base & TORCH_EXTRA, "torch and its export tools belong in the extra only"
     if context["deep_learning"] == "no":
         assert not present, f"network files in a deep_learning=no project: {sorted(present)}"
-        assert "optional-dependencies" not in pyproject["project"]
+        assert "torch" not in pyproject["project"]["optional-dependencies"]
         mentions = [
             name
             for name in INSTALL_FILES
@@ -289,13 +289,13 @@ def test_deep_learning_yes_adds_the_network_and_the_torch_extra(bake, problem_ty
     makefile = (project / "Makefile").read_text(encoding="utf-8")
     uv_lines = [line for line in makefile.splitlines() if re.search(r"\buv (sync|export)\b", line)]
     assert uv_lines
-    assert all("--extra torch" in line for line in uv_lines), uv_lines
-    assert "pip install -e .[torch] --group dev" in makefile
+    assert all("--all-extras" in line for line in uv_lines), uv_lines
+    assert "pip install -e .[torch,experiments,ray] --group dev" in makefile
     for path in CI_FILES[ci]:
         if path.name in {"ci.yml", ".gitlab-ci.yml"}:
             commands = install_commands(project / path)
             assert commands
-            assert all("--extra torch" in command for command in commands), commands
+            assert all("--all-extras" in command for command in commands), commands
     dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
     assert "uv sync" in dockerfile
     assert not any(word in dockerfile for word in ("--extra", "--all-extras", "[torch]"))
