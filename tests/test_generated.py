@@ -136,6 +136,51 @@ def test_pipeline_runs_on_the_sample_and_the_candidate_beats_the_baseline(instal
             assert (installed / "reports" / Path(report).parent / link).is_file(), link
 
 
+def ran_stages(output: str) -> list[str]:
+    """The stages `dvc repro` ran, in order, from its output."""
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.mark.parametrize("installed", ["classification"], indirect=True)
+def test_dvc_repro_runs_every_stage_then_only_what_changed(installed, tmp_path):
+    """The README's "Pipeline with DVC" in a fresh repository, with the installed
+    environment: a first `make repro` runs the five stages, a second skips them all, a model
+    parameter reruns only train and evaluate, and metrics diff and push to the default
+    local remote work offline."""
+    project = render("classification", tmp_path)
+    (project / ".venv").symlink_to(installed / ".venv")
+    env = {**user_env(), "PYTHONPATH": "src", "DVC_NO_ANALYTICS": "1"}  # this copy's code
+
+    def run(*command: str) -> str:
+        result = subprocess.run(
+            command, cwd=project, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, (
+            f"{command}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+        return result.stdout
+
+    dvc = str(project / ".venv" / "bin" / "dvc")
+    run("git", "init", "-q")
+    assert ran_stages(run("make", "repro")) == ["collect", "prepare", "eda", "train", "evaluate"]
+    again = run("make", "repro")
+    assert ran_stages(again) == []
+    assert again.count("didn't change, skipping") == 5
+    assert "up to date" in run(dvc, "status")
+
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "Run")
+    params = project / "configs" / "params.yaml"
+    params.write_text(
+        params.read_text().replace("n_estimators: 100", "n_estimators: 60", 1), encoding="utf-8"
+    )
+    assert ran_stages(run("make", "repro")) == ["train", "evaluate"]
+    assert "reports/metrics.json" in run(dvc, "metrics", "diff")
+    run(dvc, "push")
+    remote = tmp_path / f"{project.name}-dvc-remote"
+    assert any(path.is_file() for path in remote.rglob("*")), "nothing pushed"
+
+
 def test_a_second_pipeline_run_keeps_raw_data_and_the_test_set(installed):
     raw = installed / "data" / "raw" / "dataset.parquet"
     test = installed / "data" / "processed" / "test.parquet"
