@@ -25,6 +25,9 @@ from .recent_series import served_target
 from .series_service import request_model
 
 
+COLUMNS = ["series", "step", "timestamp", "forecast", "lower", "upper"]
+
+
 class SeriesScorer:
     """Forecasts for each whole series in a chunk (a chunk never splits one)."""
 
@@ -97,7 +100,7 @@ class SeriesScorer:
                 refused.append(refusals([rows[ROW].iloc[0]], [field], [f"{which}: {message}"]))
         frames = [frame for frame in refused if not frame.empty]
         return (
-            pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame(),
+            pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame(columns=COLUMNS),
             pd.concat(frames, ignore_index=True) if frames else refusals([], [], []),
         )
 
