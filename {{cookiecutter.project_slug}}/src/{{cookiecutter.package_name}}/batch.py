@@ -22,12 +22,15 @@ import os
 import pickle
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from itertools import islice
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from . import bundle
 from .errors import DataError, ProjectError, RowsRefused
@@ -55,6 +58,9 @@ def numbers(column: pd.Series) -> pd.Series:
     refuses it; missing values stay missing."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return column
+    if pd.api.types.is_string_dtype(column):
+        with suppress(ValueError):  # the usual case at once: every value reads as a number
+            return column.astype(float)
 
     def read(value: object) -> object:
         try:
@@ -70,22 +76,44 @@ def plain_records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-class RowScorer:
-    """Scores rows on their own: each row is validated as a request row of the API (the
-    row model of the bundle's feature schema), and the valid ones are predicted together."""
+def plain_values(column: pd.Series) -> list:
+    """A column's values as plain Python values, None where a value is missing."""
+    values = column.to_numpy(dtype=object, copy=True)
+    values[column.isna().to_numpy()] = None
+    return values.tolist()
 
-    def __init__(self, predictor) -> None:
+
+def field_type(field: FieldInfo) -> object:
+    """The type a pydantic model validates one field's value as, constraints included."""
+    return Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+
+
+class RowScorer:
+    """Scores rows on their own, each validated as a request row of the API (the row model
+    of the bundle's feature schema), the valid ones predicted a chunk at a time.
+
+    A row model checks each field by its type alone, so a chunk is validated column by
+    column, each by its field's type in the row model, without a dict per row. The rows
+    refused there, or with a value in a column the model does not read, are validated again
+    as rows for the API's reason. The valid rows are predicted in one call of the trained
+    pipeline: the API's reference path, which its compiled fast path (built for small
+    requests) is checked against."""
+
+    def __init__(self, model_bundle) -> None:
         from .predictor import row_model
 
-        self.predictor = predictor
-        self.schema = predictor.schema
+        self.pipeline = model_bundle.model
+        self.schema = model_bundle.metadata["features"]
         self.names = [feature["name"] for feature in self.schema]
-        self.rows = TypeAdapter(list[row_model(self.schema)])
+        row = row_model(self.schema)
+        self.rows = TypeAdapter(list[row])
+        self.columns = {
+            field.alias: TypeAdapter(list[field_type(field)]) for field in row.model_fields.values()
+        }
 
-    def records(self, chunk: pd.DataFrame) -> list[dict]:
-        """The chunk's rows as the API receives them: numbers as numbers, dates as text,
-        missing values as null; a column the model does not read only where it has a value,
-        as a key the API refuses."""
+    def values(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The chunk's values as the API receives them: numbers as numbers, dates as text;
+        the columns the model does not read stay as they are."""
         frame = chunk.drop(columns=ROW)
         for feature in self.schema:
             name = feature["name"]
@@ -95,37 +123,59 @@ class RowScorer:
                 frame[name]
             ):
                 frame[name] = frame[name].map(lambda t: t.isoformat(), na_action="ignore")
-        records = plain_records(frame)
-        extra = [column for column in frame.columns if column not in self.names]
-        if extra:
-            for record in records:
-                for column in extra:
-                    if record[column] is None:
-                        del record[column]
-        return records
+        return frame
 
-    def __call__(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        numbered = chunk[ROW].to_numpy()
-        records = self.records(chunk)
-        refused = {}
+    def validate(self, frame: pd.DataFrame) -> tuple[dict[str, list], set[int]]:
+        """Each feature's validated values, and the positions of the rows some field
+        refuses (the values are complete only when there are none)."""
+        valid, refused = {}, set()
+        for name, column in self.columns.items():
+            try:
+                valid[name] = column.validate_python(plain_values(frame[name]))
+            except ValidationError as exc:
+                errors = exc.errors(include_input=False, include_url=False)
+                refused.update(error["loc"][0] for error in errors)
+        return valid, refused
+
+    def reasons(self, frame: pd.DataFrame) -> dict[int, tuple[str, str]]:
+        """The field and the API's message for each refused row of `frame`, by position:
+        the rows are validated as the API validates a request's rows."""
+        records = plain_records(frame)
+        for record in records:  # a column the model does not read counts where it has a value
+            for column in [c for c in record if c not in self.names and record[c] is None]:
+                del record[column]
+        found: dict[int, tuple[str, str]] = {}
         try:
-            valid = self.rows.validate_python(records)
+            self.rows.validate_python(records)
         except ValidationError as exc:
             for error in exc.errors(include_input=False, include_url=False):
                 index, *field = error["loc"]
-                refused.setdefault(index, (".".join(map(str, field)), error["msg"]))
-            valid = self.rows.validate_python(
-                [record for i, record in enumerate(records) if i not in refused]
-            )
-        kept = np.array([i for i in range(len(records)) if i not in refused], dtype=int)
+                found.setdefault(index, (".".join(map(str, field)), error["msg"]))
+        return found
+
+    def __call__(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        numbered = chunk[ROW].to_numpy()
+        frame = self.values(chunk)
+        valid, suspect = self.validate(frame)
+        extra = [column for column in frame.columns if column not in self.names]
+        suspect.update(np.flatnonzero(frame[extra].notna().any(axis=1)).tolist())
+        flagged = np.array(sorted(suspect), dtype=int)
+        found = self.reasons(frame.iloc[flagged]) if len(flagged) else {}
+        bad = flagged[sorted(found)]
+        kept = np.setdiff1d(np.arange(len(frame)), bad)
+        if len(suspect) and len(kept):
+            valid, _ = self.validate(frame.iloc[kept])
         outputs = pd.DataFrame({ROW: numbered[kept]})
-        if len(valid):
-            predictions = self.predictor.predict([row.model_dump(by_alias=True) for row in valid])
+        if len(kept):
+            from .predictor import to_frame
+
+            rows = to_frame(valid, self.schema)
+            predictions = PROBLEM_TYPE.predict(self.pipeline, rows)
             for name, values in PROBLEM_TYPE.batch_outputs(predictions).items():
                 outputs[name] = values
-        bad = sorted(refused)
+        reasons = [found[i] for i in sorted(found)]
         return outputs, refusals(
-            numbered[bad], (refused[i][0] for i in bad), (refused[i][1] for i in bad)
+            numbered[bad], (field for field, _ in reasons), (message for _, message in reasons)
         )
 
 
@@ -239,7 +289,7 @@ class Sink:
         self.partial.unlink(missing_ok=True)
 
 
-def load_predictor(models_dir: Path, version: str | None):
+def load_bundle(models_dir: Path, version: str | None):
     """The served model of `models/current`, or of bundle `version`: loaded and verified as
     the service loads it."""
     path = bundle.locate(models_dir, version) if version else bundle.resolve(models_dir, "current")
@@ -281,7 +331,7 @@ def run(
     errors = errors or errors_path(output)
     columns = read_columns(source)
     _check_paths(source, output, errors, force)
-    loaded = load_predictor(models_dir, version)
+    loaded = load_bundle(models_dir, version)
     schema = loaded.metadata["features"]
     absent = [c for c in PROBLEM_TYPE.batch_columns(schema) if c not in columns]
     if absent:
@@ -293,7 +343,7 @@ def run(
     if engine == "ray":
         results = ray_results(loaded, chunks, cpus)
     else:
-        scorer = PROBLEM_TYPE.batch_scorer(PROBLEM_TYPE.predictor(loaded))
+        scorer = PROBLEM_TYPE.batch_scorer(loaded)
         results = ((*scorer(chunk), chunk) for chunk in chunks)
     counts = _write(results, Sink(output), Sink(errors), count_rows(source))
     counts |= {"version": loaded.version, "output": str(output), "errors": str(errors)}
@@ -345,7 +395,7 @@ def _score_on_worker(chunk: pd.DataFrame, model_ref) -> pd.DataFrame:
 
     key = model_ref.hex()
     if key not in _WORKER_SCORERS:
-        _WORKER_SCORERS[key] = PROBLEM_TYPE.batch_scorer(PROBLEM_TYPE.predictor(ray.get(model_ref)))
+        _WORKER_SCORERS[key] = PROBLEM_TYPE.batch_scorer(ray.get(model_ref))
     return pd.DataFrame({"result": [pickle.dumps(_WORKER_SCORERS[key](chunk))]})
 
 

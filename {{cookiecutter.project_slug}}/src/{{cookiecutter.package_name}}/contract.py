@@ -316,8 +316,8 @@ class ProblemType(ABC):
         return None
 
     @abstractmethod
-    def batch_scorer(self, predictor: Predictor) -> Callable[[pd.DataFrame], tuple]:
-        """A function of a chunk of a batch file (its columns as read, text for a CSV, and
+    def batch_scorer(self, model_bundle) -> Callable[[pd.DataFrame], tuple]:
+        """For a loaded bundle, a function of a chunk of a batch file (its columns as read, text for a CSV, and
         the input row numbers in `row`) that returns the output rows of its valid units and
         the refused rows with the field and the reason (see `batch.refusals`), both with
         `row`, validated as `request_model` validates a request."""

@@ -136,12 +136,12 @@ class RowProblemType(ProblemType):
         """Every feature the model reads."""
         return [feature["name"] for feature in schema]
 
-    def batch_scorer(self, predictor):
-        """Each row validated as a request row and predicted as the API does (see
-        `batch.RowScorer`)."""
+    def batch_scorer(self, model_bundle):
+        """Each row validated as a request row, the valid ones predicted by the pipeline a
+        chunk at a time (see `batch.RowScorer`)."""
         from .batch import RowScorer
 
-        return RowScorer(predictor)
+        return RowScorer(model_bundle)
 
     def fit(
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params

@@ -668,11 +668,11 @@ class Forecasting(ProblemType):
         """A series is one unit: its rows must be together in the file."""
         return _batch_target(schema).series_columns
 
-    def batch_scorer(self, predictor):
+    def batch_scorer(self, model_bundle):
         """A forecast per series, its history validated as a request (see `series_batch`)."""
         from .series_batch import SeriesScorer
 
-        return SeriesScorer(predictor)
+        return SeriesScorer(self.predictor(model_bundle))
 
     # --- stage 7: monitoring (recent_series.py imports series_service.py, which
     # imports this module: it is imported when called) -------------------------------------
