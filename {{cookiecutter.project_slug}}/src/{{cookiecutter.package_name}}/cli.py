@@ -164,10 +164,12 @@ def monitor_command(
 @app.command()
 def predict(
     input_path: Annotated[
-        Path, typer.Option("--input", help="The rows to score: a CSV or Parquet file.")
+        Path,
+        typer.Option("--input", help="The rows to score: a CSV or Parquet file."),
     ],
     output: Annotated[
-        Path, typer.Option("--output", help="Where the predictions go: .csv or .parquet.")
+        Path,
+        typer.Option("--output", help="Where the predictions go: .csv or .parquet."),
     ],
     errors: Annotated[
         Path | None,
@@ -191,7 +193,8 @@ def predict(
     root: Path = ROOT,
 ) -> None:
     """Stage 6: score a whole file with the serving model, in chunks of bounded memory.
-    Rows are validated as the API validates them; refused rows go to the side file.
+    Rows are validated as the API validates them; refused rows go to the side file. File
+    paths are relative to the working directory; --root only locates models/.
 
     Exits 0 when every row was scored, 1 when some were refused, 2 on bad input."""
     from . import batch

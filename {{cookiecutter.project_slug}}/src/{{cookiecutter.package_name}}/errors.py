@@ -2,12 +2,12 @@
 
 Every gate and check answers with one of four exit codes:
 
-| code | gate (evaluate, pipeline, retrain) | monitor |
-|------|------------------------------------|---------|
-| 0 | passed | no drift |
-| 1 | failed (`GateFailed`) | drift (`DriftDetected`) |
-| 2 | error: bad input or config (`ProjectError`) | error |
-| 3 | inconclusive (`CannotTell`) | not enough data (`CannotTell`) |
+| code | gate (evaluate, pipeline, retrain) | monitor | predict |
+|------|------------------------------------|---------|---------|
+| 0 | passed | no drift | every row scored |
+| 1 | failed (`GateFailed`) | drift (`DriftDetected`) | rows refused (`RowsRefused`) |
+| 2 | error: bad input or config (`ProjectError`) | error | error |
+| 3 | inconclusive (`CannotTell`) | not enough data (`CannotTell`) | — |
 """
 
 
