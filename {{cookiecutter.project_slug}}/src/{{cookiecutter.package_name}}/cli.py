@@ -162,6 +162,60 @@ def monitor_command(
 
 
 @app.command()
+def predict(
+    input_path: Annotated[
+        Path,
+        typer.Option("--input", help="The rows to score: a CSV or Parquet file."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", help="Where the predictions go: .csv or .parquet."),
+    ],
+    errors: Annotated[
+        Path | None,
+        typer.Option(
+            "--errors",
+            help="The side file of refused rows with the reason (CSV).",
+            show_default="<output stem>.errors.csv",
+        ),
+    ] = None,
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Rows read at a time."),
+    model: str | None = typer.Option(
+        None, "--model", help="Score with this bundle version instead of models/current."
+    ),
+    engine: str = typer.Option(
+        "local",
+        "--engine",
+        help="local: pandas and pyarrow in this process. ray: Ray Data, on the cluster "
+        "RAY_ADDRESS names or on local worker processes (the ray extra).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output or side file."),
+    root: Path = ROOT,
+) -> None:
+    """Stage 6: score a whole file with the serving model, in chunks of bounded memory.
+    Rows are validated as the API validates them; refused rows go to the side file. File
+    paths are relative to the working directory; --root only locates models/.
+
+    Exits 0 when every row was scored, 1 when some were refused, 2 on bad input."""
+    from . import batch
+    from .config import Paths
+
+    if engine not in batch.ENGINES:
+        raise typer.BadParameter(f"choose one of {', '.join(batch.ENGINES)}", param_hint="--engine")
+    counts = batch.run(
+        Paths(root.resolve()).models,
+        input_path,
+        output,
+        errors=errors,
+        chunk_rows=chunk_rows,
+        version=model,
+        engine=engine,
+        force=force,
+    )
+    typer.echo(f"{counts['scored']} predictions of {counts['version']} in {output}")
+
+
+@app.command()
 def retrain(
     root: Path = ROOT,
     holdout: Annotated[

@@ -303,6 +303,25 @@ class ProblemType(ABC):
         """Predictions counted by bucket (class, decile, flag) for the service's metrics;
         `reference` is what `prediction_reference` returned at training."""
 
+    # --- stage 6: batch scoring (batch.py) ----------------------------------------------
+
+    @abstractmethod
+    def batch_columns(self, schema: list[dict]) -> list[str]:
+        """The columns a file scored by `predict` must have, for a bundle's feature schema."""
+
+    def batch_groups(self, schema: list[dict]) -> list[str] | None:
+        """The columns whose values identify a unit spanning several rows of a batch file,
+        which a chunk must not split ([]: the whole file is one unit); None, the default:
+        every row is a unit."""
+        return None
+
+    @abstractmethod
+    def batch_scorer(self, model_bundle) -> Callable[[pd.DataFrame], tuple]:
+        """For a loaded bundle, a function of a chunk of a batch file (its columns as read, text for a CSV, and
+        the input row numbers in `row`) that returns the output rows of its valid units and
+        the refused rows with the field and the reason (see `batch.refusals`), both with
+        `row`, validated as `request_model` validates a request."""
+
     # --- stage 7: monitoring -------------------------------------------------------------
 
     @abstractmethod

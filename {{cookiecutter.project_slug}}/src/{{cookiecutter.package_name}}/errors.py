@@ -2,12 +2,12 @@
 
 Every gate and check answers with one of four exit codes:
 
-| code | gate (evaluate, pipeline, retrain) | monitor |
-|------|------------------------------------|---------|
-| 0 | passed | no drift |
-| 1 | failed (`GateFailed`) | drift (`DriftDetected`) |
-| 2 | error: bad input or config (`ProjectError`) | error |
-| 3 | inconclusive (`CannotTell`) | not enough data (`CannotTell`) |
+| code | gate (evaluate, pipeline, retrain) | monitor | predict |
+|------|------------------------------------|---------|---------|
+| 0 | passed | no drift | every row scored |
+| 1 | failed (`GateFailed`) | drift (`DriftDetected`) | rows refused (`RowsRefused`) |
+| 2 | error: bad input or config (`ProjectError`) | error | error |
+| 3 | inconclusive (`CannotTell`) | not enough data (`CannotTell`) | — |
 """
 
 
@@ -31,6 +31,10 @@ class DriftDetected(ProjectError):
     """The drift monitor found recent data past a threshold in configs/params.yaml."""
 
 
+class RowsRefused(ProjectError):
+    """Batch scoring refused some input rows: the side file says which and why."""
+
+
 class CannotTell(ProjectError):
     """Too little data to judge: the message names what to change (more data, a smaller
     test_size, fewer folds, a longer monitoring window). Never reported as a pass."""
@@ -39,6 +43,7 @@ class CannotTell(ProjectError):
 EXIT_CODES: dict[type[ProjectError], int] = {
     GateFailed: 1,
     DriftDetected: 1,
+    RowsRefused: 1,
     CannotTell: 3,
 }
 

@@ -113,6 +113,13 @@ class LabelProblemType(RowProblemType):
             ],
         }
 
+    def batch_outputs(self, predictions: Predictions) -> dict[str, np.ndarray]:
+        """The label, then each class's probability (`proba_<class>`)."""
+        columns = {"prediction": predictions.values}
+        for i, label in enumerate(predictions.classes):
+            columns[f"proba_{label}"] = predictions.proba[:, i]
+        return columns
+
     def prediction_counts(self, predictions: Predictions, reference: dict) -> dict[str, int]:
         """How many rows got each label, for the service's metrics."""
         return dict(Counter(map(str, predictions.values.tolist())))

@@ -8,7 +8,7 @@ when it is built, and the reference path serves whenever there is none.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any
 
@@ -141,10 +141,11 @@ def request_model(schema: list[dict] | None, max_rows: int) -> type[BaseModel]:
     )
 
 
-def to_frame(rows: Sequence[Row], schema: list[dict]) -> pd.DataFrame:
-    """Rows as the DataFrame the pipeline was trained on: numbers as floats, categories in
-    their training spelling, dates as text."""
-    frame = pd.DataFrame(list(rows), columns=[f["name"] for f in schema])
+def to_frame(rows: Sequence[Row] | Mapping[str, list], schema: list[dict]) -> pd.DataFrame:
+    """Rows, or columns by name, as the DataFrame the pipeline was trained on: numbers as
+    floats, categories in their training spelling, dates as text."""
+    columns = [f["name"] for f in schema]
+    frame = pd.DataFrame(rows if isinstance(rows, Mapping) else list(rows), columns=columns)
     for feature in schema:
         name = feature["name"]
         if feature["kind"] == "numeric":

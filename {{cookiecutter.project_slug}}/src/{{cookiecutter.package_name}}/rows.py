@@ -128,6 +128,21 @@ class RowProblemType(ProblemType):
 
         return Predictor(model_bundle)
 
+    @abstractmethod
+    def batch_outputs(self, predictions) -> dict[str, np.ndarray]:
+        """The output columns of batch scoring, by name, for `Predictions` of rows."""
+
+    def batch_columns(self, schema: list[dict]) -> list[str]:
+        """Every feature the model reads."""
+        return [feature["name"] for feature in schema]
+
+    def batch_scorer(self, model_bundle):
+        """Each row validated as a request row, the valid ones predicted by the pipeline a
+        chunk at a time (see `batch.RowScorer`)."""
+        from .batch import RowScorer
+
+        return RowScorer(model_bundle)
+
     def fit(
         self, train: pd.DataFrame, test: pd.DataFrame, features: dict, problem, params
     ) -> Trained:

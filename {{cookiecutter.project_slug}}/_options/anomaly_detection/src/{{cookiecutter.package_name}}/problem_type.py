@@ -303,6 +303,10 @@ class AnomalyDetection(CompiledRowProblemType):
             "anomalies": predictions.flags.tolist(),
         }
 
+    def batch_outputs(self, predictions: Predictions) -> dict[str, np.ndarray]:
+        """The anomaly score, then the flag at the model's threshold."""
+        return {"score": predictions.values, "anomaly": predictions.flags}
+
     def prediction_counts(self, predictions: Predictions, reference: dict) -> dict[str, int]:
         """How many rows were flagged, for the service's metrics."""
         flagged = int(predictions.flags.sum())

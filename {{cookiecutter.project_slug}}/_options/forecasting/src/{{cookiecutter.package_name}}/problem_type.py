@@ -659,6 +659,21 @@ class Forecasting(ProblemType):
         deciles = np.searchsorted(edges, predictions.values.ravel(), side="right") + 1
         return dict(Counter(f"decile_{d}" for d in deciles.tolist()))
 
+    def batch_columns(self, schema: list[dict]) -> list[str]:
+        """The timestamp, the series id, the value and the covariates, as in training."""
+        target = _batch_target(schema)
+        return [*target.timestamp_columns, *target.series_columns, target.name, *target.covariates]
+
+    def batch_groups(self, schema: list[dict]) -> list[str]:
+        """A series is one unit: its rows must be together in the file."""
+        return _batch_target(schema).series_columns
+
+    def batch_scorer(self, model_bundle):
+        """A forecast per series, its history validated as a request (see `series_batch`)."""
+        from .series_batch import SeriesScorer
+
+        return SeriesScorer(self.predictor(model_bundle))
+
     # --- stage 7: monitoring (recent_series.py imports series_service.py, which
     # imports this module: it is imported when called) -------------------------------------
 
@@ -679,6 +694,13 @@ class Forecasting(ProblemType):
         from .recent_series import from_log
 
         return from_log(served, records, log_path)
+
+
+def _batch_target(schema: list[dict]) -> TargetSpec:
+    """The served series' part of problem.yaml (see `recent_series`)."""
+    from .recent_series import served_target
+
+    return served_target(schema[0])
 
 
 def _series_rule(thresholds: dict) -> str:

@@ -235,7 +235,7 @@ def _jumps(points: pd.DataFrame, coverage: float, alpha: float) -> dict[str, int
     return counts | ({"all": len(far)} if len(far) else {})
 
 
-def _target(series: dict) -> TargetSpec:
+def served_target(series: dict) -> TargetSpec:
     """The series' part of problem.yaml as the served model was trained on it."""
     return TargetSpec(
         name=series["name"],
@@ -324,7 +324,7 @@ def from_file(served, path: Path, last: int | None) -> Recent:
     every series, scored against the actual values; and the values, changes and gaps of the
     steps after the training period. CannotTell when no stretch is long enough."""
     schema = served.metadata["features"][0]
-    target, data = _target(schema), read_data(path)
+    target, data = served_target(schema), read_data(path)
     columns = (*target.timestamp_columns, *target.series_columns, *target.covariates, target.name)
     absent = [c for c in columns if c not in data.columns]
     if absent:

@@ -118,6 +118,10 @@ class Regression(CompiledRowProblemType):
         """The JSON body of a prediction."""
         return {"model_version": version, "predictions": predictions.values.tolist()}
 
+    def batch_outputs(self, predictions: Predictions) -> dict[str, np.ndarray]:
+        """The predicted number."""
+        return {"prediction": predictions.values}
+
     def prediction_counts(self, predictions: Predictions, reference: dict) -> dict[str, int]:
         """How many rows fell in each decile of the training predictions, for the metrics."""
         deciles = np.searchsorted(reference["edges"][1:-1], predictions.values, side="right") + 1
