@@ -7,7 +7,7 @@ import os
 import shutil
 
 import pytest
-from conftest import edit_yaml, quick
+from conftest import edit_yaml, quick, settings_for
 from typer.testing import CliRunner
 
 from {{ cookiecutter.package_name }} import bundle, evaluate, tracking
@@ -42,6 +42,7 @@ def evaluate_tracked(paths: Paths) -> dict:
         )
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_recorded_with_both_configs_metrics_and_report(tracked):
     report = evaluate_tracked(tracked)
 
@@ -92,7 +93,11 @@ def test_tracking_set_off_records_nothing(tracked, monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_fill_one_run_whose_id_the_bundle_records(tracked):
+def test_train_and_evaluate_fill_one_run_the_bundle_and_dashboard_name(tracked, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from {{ cookiecutter.package_name }}.api import create_app
+
     edit_yaml(tracked.params, cv__folds=2, evaluation__bootstrap_resamples=100)
     runner = CliRunner()
     for command in ("train", "evaluate"):
@@ -112,3 +117,5 @@ def test_train_and_evaluate_fill_one_run_whose_id_the_bundle_records(tracked):
         report["candidate"][metric]
     )
     assert run.data.tags["bundle_version"] == metadata["version"]
+    with TestClient(create_app(settings_for(tracked, tmp_path))) as client:
+        assert run.info.run_id in client.get("/dashboard").text  # the served bundle's run
