@@ -85,8 +85,7 @@ class _Worker:
         """The run's id, once the worker has opened it (waits for it); None if it failed."""
         if not self._answered:
             self._answered = True
-            line = self.process.stdout.readline()
-            message = json.loads(line) if line else {"error": "the MLflow worker ended"}
+            message = _message(self.process.stdout.readline())
             if "error" in message:
                 _stop(message["error"])
             self._run_id = message.get("run_id")
@@ -107,8 +106,16 @@ class _Worker:
         with suppress(OSError):
             self.process.stdin.close()
         for line in self.process.stdout:
-            _stop(json.loads(line).get("error", ""))
+            _stop(_message(line).get("error", ""))
         self.process.wait()
+
+
+def _message(line: str) -> dict:
+    """A line the worker answered: {"run_id": ...} or {"error": ...}."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return {"error": line.strip() or "the MLflow worker ended"}
 
 
 class Run:
@@ -338,9 +345,10 @@ def _serve(root: str, uri: str, name: str, run_id: str) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+    out, sys.stdout = sys.stdout, sys.stderr  # stdout is for answers alone
 
     def answer(**message: str) -> None:
-        print(json.dumps(message), flush=True)
+        print(json.dumps(message), file=out, flush=True)
 
     try:
         client, experiment_id, run_id = _open(Path(root), uri, name, run_id or None)
