@@ -20,11 +20,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session", autouse=True)
 def environment():
-    """One model signing key for the session, so bundles copied to another root verify; and
-    a service without an API key, as `make serve` runs it, unless a test sets one."""
+    """One model signing key for the session, so bundles copied to another root verify; a
+    service without an API key, as `make serve` runs it, unless a test sets one; and no
+    experiment tracking (MLFLOW_TRACKING_URI set and empty), except in the tests of it."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MODEL_SIGNING_KEY", secrets.token_hex(32))
         patch.setenv("SERVICE_ALLOW_ANONYMOUS", "true")
+        patch.setenv("MLFLOW_TRACKING_URI", "")
         yield
 
 

@@ -84,35 +84,56 @@ def eda_command(root: Path = ROOT) -> None:
 @app.command("train")
 def train_command(root: Path = ROOT) -> None:
     """Stage 4: cross-validate and fit baseline and candidate; write a model bundle."""
-    from . import train
+    from . import tracking, train
 
     paths, problem, params = _context(root)
-    train.run(paths.processed, paths.models, problem, params)
+    with tracking.start(paths.root, "train") as run:
+        train.run(paths.processed, paths.models, problem, params, tracked=run)
 
 
 @app.command("evaluate")
 def evaluate_command(root: Path = ROOT) -> None:
     """Stage 5: compare candidate and baseline on the test set; promote only through the gate."""
-    from . import evaluate
+    from . import evaluate, tracking
 
     paths, problem, params = _context(root)
-    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    with tracking.for_bundle(paths.root, "evaluate") as run:
+        evaluate.run(paths.processed, paths.models, paths.reports, problem, params, tracked=run)
+
+
+@app.command()
+def tune(
+    root: Path = ROOT,
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials to add to the study."),
+) -> None:
+    """Stage 4: search the candidate's params over params.yaml `tune.space` with Optuna,
+    scored on the training set alone, and write the best to `model.params`. The study in
+    optuna.db resumes. Exits 2 on a bad space, 3 when the training set is too small."""
+    from . import tracking
+    from . import tune as tuning
+
+    paths, problem, params = _context(root)
+    with tracking.start(paths.root, "tune") as run:
+        tuning.run(paths, problem, params, trials, tracked=run)
 
 
 @app.command()
 def pipeline(root: Path = ROOT) -> None:
     """Stages 2 to 5 in one go: collect, prepare (with validation), eda, train, evaluate."""
-    from . import data, evaluate, tables, train
+    from . import data, evaluate, tables, tracking, train
     from .problem_type import PROBLEM_TYPE
 
     paths, problem, params = _context(root)
-    data.collect(problem, paths.raw, paths.root)
-    PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
-    train_df, _, schema = data.read_processed(paths.processed)
-    notes = tables.preparation(paths.processed)
-    PROBLEM_TYPE.eda_report(train_df, schema, problem.target.name, paths.reports / "eda", **notes)
-    train.run(paths.processed, paths.models, problem, params)
-    evaluate.run(paths.processed, paths.models, paths.reports, problem, params)
+    with tracking.start(paths.root, "pipeline") as run:  # one MLflow run for the new bundle
+        data.collect(problem, paths.raw, paths.root)
+        PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
+        train_df, _, schema = data.read_processed(paths.processed)
+        notes = tables.preparation(paths.processed)
+        PROBLEM_TYPE.eda_report(
+            train_df, schema, problem.target.name, paths.reports / "eda", **notes
+        )
+        train.run(paths.processed, paths.models, problem, params, tracked=run)
+        evaluate.run(paths.processed, paths.models, paths.reports, problem, params, tracked=run)
 
 
 LOG = typer.Option(
@@ -235,19 +256,19 @@ def retrain(
     """Stage 7: collect the source again, train a candidate and promote it only through the
     gate, which also compares it with the serving model on the same fixed test set. One
     retrain runs at a time."""
-    from . import data, evaluate, monitor, registry, train
+    from . import data, evaluate, monitor, registry, tracking, train
     from .problem_type import PROBLEM_TYPE
 
     paths, problem, params = _context(root)
     recent = monitor.read_data(holdout) if holdout else None
-    with registry.retrain_lock(paths.models):
+    with registry.retrain_lock(paths.models), tracking.start(paths.root, "retrain") as run:
         if collect:
             log.info("step 1/4: collect")
             data.collect(problem, paths.raw, paths.root, force=True)  # the old one is archived
         log.info("step 2/4: prepare")
         PROBLEM_TYPE.prepare(data.read_raw(paths.raw), problem, params, paths.processed)
         log.info("step 3/4: train")
-        train.run(paths.processed, paths.models, problem, params)
+        train.run(paths.processed, paths.models, problem, params, tracked=run)
         log.info("step 4/4: evaluate")
         evaluate.run(
             paths.processed,
@@ -257,6 +278,7 @@ def retrain(
             params,
             holdout=recent,
             promote=promote,
+            tracked=run,
         )
 
 

@@ -192,6 +192,43 @@ class MonitoringParams(_Strict):
     max_metric_drop: float = Field(0.1, ge=0)
 
 
+class SearchRange(_Strict):
+    """One parameter's search space for `tune`: integers or floats between `low` and `high`
+    (both ints: integers; `log`: sampled on a log scale), or one of `choices`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[bool | int | float | str | None] | None = None  # what Optuna can store
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SearchRange:
+        bounds = (self.low, self.high)
+        if self.choices is not None:
+            if bounds != (None, None) or self.log:
+                raise ValueError("give either choices or low and high (with log), not both")
+            if not self.choices:
+                raise ValueError("choices is empty")
+        elif None in bounds:
+            raise ValueError("give low and high (a range) or choices (a list)")
+        elif self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        elif self.log and self.low <= 0:
+            raise ValueError("a log scale needs low above 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """Both bounds written as integers: the parameter takes integers."""
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+class TuneParams(_Strict):
+    """`tune`: the search space of the candidate's params (model.params), by parameter."""
+
+    space: dict[str, SearchRange] = {}
+
+
 class Params(_Strict):
     """configs/params.yaml: every knob of stages 3 to 5, and of the drift monitor (stage 7)."""
 
@@ -204,6 +241,7 @@ class Params(_Strict):
     evaluation: EvaluationParams = EvaluationParams()
     gate: GateParams = GateParams()
     monitoring: MonitoringParams = MonitoringParams()
+    tune: TuneParams = TuneParams()
 
 
 @dataclass(frozen=True)

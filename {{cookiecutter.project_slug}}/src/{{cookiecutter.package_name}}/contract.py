@@ -211,6 +211,12 @@ class ProblemType(ABC):
         parameter; DataError or CannotTell says why the data cannot train the models."""
 
     @abstractmethod
+    def score_candidate(self, train: pd.DataFrame, features: dict, problem, params) -> dict | None:
+        """The candidate's scores on the training set alone, as `fit` records them in
+        `Trained.cv` (cross-validation or a backtest), without fitting the final models: what
+        `tune` compares parameters by. None where the type has nothing to score it against."""
+
+    @abstractmethod
     def prediction_reference(self, predictions) -> dict:
         """A JSON summary of the training predictions, the yardstick of prediction drift
         and of `prediction_counts`."""

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from . import bundle, registry
+from . import bundle, registry, tracking
 from .config import Params, ProblemConfig
 from .data import read_processed
 from .errors import CannotTell, DataError, GateFailed
@@ -349,12 +349,14 @@ def run(
     pointer: str = "candidate",
     holdout: pd.DataFrame | None = None,
     promote: bool = True,
+    tracked: tracking.Run | None = None,
 ) -> dict:
     """Evaluate the bundle `pointer` names, write the reports, and promote it through the
     registry if it passes. Raises GateFailed (exit 1) or CannotTell (exit 3) otherwise.
 
     `holdout`: recent labelled rows; the candidate must then also match the serving model
-    on them. Without `promote`, a candidate that passed waits for an operator to promote it."""
+    on them. Without `promote`, a candidate that passed waits for an operator to promote it.
+    A `tracked` MLflow run records the test metrics, the verdict and the report."""
     model_bundle = bundle.load(bundle.resolve(models_dir, pointer))
     train, test, _ = read_processed(processed_dir)
     report, (y, candidate, baseline) = evaluate(model_bundle, train, test, problem, params)
@@ -373,6 +375,8 @@ def run(
         y, candidate, baseline, train, test, problem.target, figures_dir
     )
     _write_reports(report, figures, model_bundle, reports_dir)
+    if tracked is not None:
+        tracking.log_evaluation(tracked, report, reports_dir)
 
     primary = report["primary"]
     details = {k: primary[k] for k in ("metric", "candidate", "baseline")}

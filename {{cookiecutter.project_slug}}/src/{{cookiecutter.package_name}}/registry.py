@@ -64,6 +64,7 @@ def versions(models_dir: Path) -> list[dict]:
                 "version": meta["version"],
                 "created_at": meta["created_at"],
                 "model": meta["model"]["name"],
+                "mlflow_run_id": meta.get("mlflow_run_id"),
                 "metric": primary["metric"] if primary else None,
                 "test_score": primary["candidate"] if primary else None,
                 "gate": None if report is None else report["gate"]["passed"],

@@ -148,17 +148,9 @@ class RowProblemType(ProblemType):
     ) -> Trained:
         """Cross-validate the candidate pipeline, then fit it and the baseline on the whole
         training set."""
-        from .features import model_pipeline
-
         X, y = train[list(features)], self.truth(train, problem.target)
         log.info("training %s on %d rows, %d features", params.model.name, len(X), len(features))
-        try:
-            estimator = self.make_candidate(
-                params.model.name, params.model.params, params.split.seed, problem.target
-            )
-        except ValueError as exc:
-            raise ConfigError(f"params.yaml model.params: {exc}") from exc
-        candidate = model_pipeline(features, params.preprocessing, estimator)
+        candidate = self._candidate(features, problem, params)
         cv = self.cross_validate(candidate, X, y, problem.metric, params)
         candidate.fit(X, y)
         baseline = self.make_baseline(params.baseline.strategy, params.split.seed, problem.target)
@@ -172,6 +164,24 @@ class RowProblemType(ProblemType):
             reference=drift.reference_statistics(X, features, outputs),
             onnx=self.onnx_model(candidate, features),
         )
+
+    def _candidate(self, features: dict, problem, params):
+        """The unfitted candidate pipeline params.yaml describes."""
+        from .features import model_pipeline
+
+        try:
+            estimator = self.make_candidate(
+                params.model.name, params.model.params, params.split.seed, problem.target
+            )
+        except ValueError as exc:
+            raise ConfigError(f"params.yaml model.params: {exc}") from exc
+        return model_pipeline(features, params.preprocessing, estimator)
+
+    def score_candidate(self, train: pd.DataFrame, features: dict, problem, params) -> dict | None:
+        """The candidate's cross-validation scores on the training rows, as `fit` has them."""
+        X, y = train[list(features)], self.truth(train, problem.target)
+        candidate = self._candidate(features, problem, params)
+        return self.cross_validate(candidate, X, y, problem.metric, params)
 
     def cross_validate(self, pipeline, X: pd.DataFrame, y: pd.Series, metric: str, params) -> dict:
         """Score the primary metric fold by fold on the training set only, with every copy

@@ -10,7 +10,7 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
-from . import bundle
+from . import bundle, tracking
 from .config import Params, ProblemConfig
 from .data import TRAIN_FILE, read_processed
 from .problem_type import PROBLEM_TYPE
@@ -27,8 +27,15 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{name: version(name) for name in packages}}
 
 
-def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: Params) -> str:
-    """Train on data/processed, save a bundle, and point `models/candidate` at it."""
+def run(
+    processed_dir: Path,
+    models_dir: Path,
+    problem: ProblemConfig,
+    params: Params,
+    tracked: tracking.Run | None = None,
+) -> str:
+    """Train on data/processed, save a bundle, and point `models/candidate` at it. With a
+    `tracked` MLflow run, the bundle records its id and the run what `train` did."""
     train, test, features = read_processed(processed_dir)
     trained = PROBLEM_TYPE.fit(train, test, features, problem, params)
     metadata = {
@@ -44,11 +51,16 @@ def run(processed_dir: Path, models_dir: Path, problem: ProblemConfig, params: P
         "cv": trained.cv,
         "library_versions": _versions(),
     }
+    if tracked is not None and tracked.id is not None:
+        metadata["mlflow_run_id"] = tracked.id
     version = bundle.save(
         models_dir, trained.model, trained.baseline, metadata, trained.reference, trained.onnx
     )
     bundle.set_pointer(models_dir, "candidate", version)
-    digest = bundle.read_metadata(models_dir / version)["content_sha256"]
+    saved = bundle.read_metadata(models_dir / version)
+    digest = saved["content_sha256"]
     bundle.log_event(models_dir, "trained", version, cv=trained.cv, content_sha256=digest)
+    if tracked is not None:
+        tracking.log_training(tracked, saved)
     log.info("saved bundle %s", models_dir / version)
     return version

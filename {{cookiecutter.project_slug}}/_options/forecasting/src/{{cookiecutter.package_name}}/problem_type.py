@@ -494,6 +494,12 @@ class Forecasting(ProblemType):
 
         return fit(train, len(test), problem, params)
 
+    def score_candidate(self, train: pd.DataFrame, features: dict, problem, params) -> dict:
+        """The candidate's rolling-origin backtest on the training part, as `fit` has it."""
+        from .series import backtest_scores
+
+        return backtest_scores(train, problem, params)
+
     def prediction_reference(self, predictions: Predictions) -> dict:
         """Decile edges and shares of forecasts on training data, for prediction-drift checks."""
         values = np.asarray(predictions.values, dtype=float).ravel()

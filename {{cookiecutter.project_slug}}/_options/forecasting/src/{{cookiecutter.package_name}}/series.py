@@ -516,6 +516,38 @@ def series_schema(train: pd.DataFrame, spec: TargetSpec, window: int) -> list[di
     ]
 
 
+def _scaled_candidate(series: list[Part], problem: ProblemConfig, params: Params):
+    """The candidate params.yaml describes, with the settings a short series scales down
+    (logged), the settings, and those that changed."""
+    spec = problem.target
+    try:
+        candidate = PROBLEM_TYPE.make_candidate(
+            params.model.name, params.model.params, params.split.seed, spec
+        )
+    except ValueError as exc:
+        raise ConfigError(f"params.yaml model.params: {exc}") from exc
+    lengths = [len(part.values) for part in series]
+    settings = scaled_settings(lengths, spec, params.cv.folds, candidate)
+    configured = {"cv.folds": params.cv.folds, **candidate.get_params()}
+    scaled = {key: value for key, value in settings.items() if configured[key] != value}
+    if scaled:
+        log.warning(
+            "short series (longest %d training steps): %s",
+            max(lengths),
+            ", ".join(f"{key} {configured[key]} -> {value}" for key, value in scaled.items()),
+        )
+    candidate.set_params(**{k: v for k, v in settings.items() if k != "cv.folds"})
+    return candidate, settings, scaled
+
+
+def backtest_scores(train: pd.DataFrame, problem: ProblemConfig, params: Params) -> dict:
+    """The candidate's backtest scores on the training part alone, as `fit` records them."""
+    series = parts(train, problem.target)
+    candidate, settings, _ = _scaled_candidate(series, problem, params)
+    spec, folds = problem.target, settings["cv.folds"]
+    return cross_validate(candidate, series, spec, problem.metric, folds)[0]
+
+
 {% if cookiecutter.deep_learning == "yes" -%}
 def training_facts(candidate) -> dict:
     """What the model card records of a network's training: epochs, the epoch kept, its
@@ -539,23 +571,7 @@ def fit(train: pd.DataFrame, test_steps: int, problem: ProblemConfig, params: Pa
         spec.name,
         len(series),
     )
-    try:
-        candidate = PROBLEM_TYPE.make_candidate(
-            params.model.name, params.model.params, params.split.seed, spec
-        )
-    except ValueError as exc:
-        raise ConfigError(f"params.yaml model.params: {exc}") from exc
-    lengths = [len(part.values) for part in series]
-    settings = scaled_settings(lengths, spec, params.cv.folds, candidate)
-    configured = {"cv.folds": params.cv.folds, **candidate.get_params()}
-    scaled = {key: value for key, value in settings.items() if configured[key] != value}
-    if scaled:
-        log.warning(
-            "short series (longest %d training steps): %s",
-            max(lengths),
-            ", ".join(f"{key} {configured[key]} -> {value}" for key, value in scaled.items()),
-        )
-    candidate.set_params(**{k: v for k, v in settings.items() if k != "cv.folds"})
+    candidate, settings, scaled = _scaled_candidate(series, problem, params)
     cv, errors = cross_validate(candidate, series, spec, problem.metric, settings["cv.folds"])
     log.info("backtest %s: %.4f ± %.4f", problem.metric, cv["mean"], cv["std"])
     widths, level = interval_widths(errors, spec.interval)
