@@ -78,7 +78,7 @@ def test_ci_lints_tests_and_checks_the_image_on_the_projects_python_from_the_loc
     [setup_uv] = [step for step in steps if "astral-sh/setup-uv" in step.get("uses", "")]
     assert setup_uv["with"] == {"python-version": "3.12", "enable-cache": True}
     runs = [step.get("run") for step in steps]
-    assert runs[-3:] == ["uv sync --locked", "make lint", "make test-all"]
+    assert runs[-3:] == ["uv sync --locked --all-extras", "make lint", "make test-all"]
     assert [step.get("run") for step in jobs["image"]["steps"]][-1] == "make image-check"
 
 
@@ -87,7 +87,7 @@ def test_gitlab_ci_has_the_same_stages_on_the_projects_python(gitlab_project):
     assert pipeline["stages"] == ["test", "image", "release"]
     test = pipeline["lint-and-test"]
     assert test["image"] == "python:3.13"
-    assert test["script"][1:4] == ["uv sync --locked", "make lint", "make test-all"]
+    assert test["script"][1:4] == ["uv sync --locked --all-extras", "make lint", "make test-all"]
     assert pipeline["image-check"]["script"][-1] == "make image-check"
     assert pipeline["release-image"]["rules"] == [{"if": "$CI_COMMIT_TAG =~ /^v/"}]
     assert not (gitlab_project / ".github").exists()

@@ -24,7 +24,6 @@ from .problem_type import PROBLEM_TYPE
 from .recent_series import served_target
 from .series_service import request_model
 
-
 COLUMNS = ["series", "step", "timestamp", "forecast", "lower", "upper"]
 
 
