@@ -37,9 +37,12 @@ lint: $(BIN)/cookiecutter ## Lint the template's own Python
 	$(BIN)/ruff check hooks tests benchmarks
 	$(BIN)/ruff format --check hooks tests benchmarks
 
-bench: $(BIN)/cookiecutter ## Print render, pipeline, generated-test, serving and network timings
+bench: $(BIN)/cookiecutter ## Print render, pipeline, generated-test, serving, network, batch, DVC and tracking timings
 	$(BIN)/python benchmarks/bench_render.py
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_batch.py
+	$(BIN)/python benchmarks/bench_dvc.py classification
+	$(BIN)/python benchmarks/bench_tracking.py
 	$(BIN)/python benchmarks/bench_tests.py
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_forecast.py
